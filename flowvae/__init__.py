@@ -1,0 +1,22 @@
+"""flowvae: normalizing-flow components for variational autoencoders.
+
+Flow pieces are nflows Transforms (``forward`` maps data to noise); models and guides are Pyro
+programs trained with Pyro SVI.
+"""
+
+__version__ = "0.1.0"
+
+from flowvae.transforms import (  # noqa: E402
+    ActNorm,
+    ConditionalAffineCoupling,
+    ConditionalRealNVP,
+    LogitTransform,
+)
+
+__all__ = [
+    "ActNorm",
+    "ConditionalAffineCoupling",
+    "ConditionalRealNVP",
+    "LogitTransform",
+    "__version__",
+]

@@ -1,0 +1,5 @@
+"""Networks: plain ``nn.Module`` building blocks with no Pyro calls."""
+
+from flowvae.nn.resnet import ConvResNet, ResidualBlock
+
+__all__ = ["ConvResNet", "ResidualBlock"]
