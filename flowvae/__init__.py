@@ -6,6 +6,7 @@ programs trained with Pyro SVI.
 
 __version__ = "0.1.0"
 
+from flowvae.distributions import FlowDistribution  # noqa: E402
 from flowvae.transforms import (  # noqa: E402
     ActNorm,
     ConditionalAffineCoupling,
@@ -17,6 +18,7 @@ __all__ = [
     "ActNorm",
     "ConditionalAffineCoupling",
     "ConditionalRealNVP",
+    "FlowDistribution",
     "LogitTransform",
     "__version__",
 ]
