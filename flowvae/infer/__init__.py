@@ -1,0 +1,22 @@
+"""Objectives, estimators and sampling helpers."""
+
+from flowvae.infer.evaluate import (
+    bits_per_dim,
+    elbo_per_datapoint,
+    iwae_log_likelihood,
+    log_importance_weights,
+    logit_log_det,
+    mutual_information,
+)
+from flowvae.infer.sampling import gibbs_chain, save_grid
+
+__all__ = [
+    "bits_per_dim",
+    "elbo_per_datapoint",
+    "gibbs_chain",
+    "iwae_log_likelihood",
+    "log_importance_weights",
+    "logit_log_det",
+    "mutual_information",
+    "save_grid",
+]

@@ -1,0 +1,114 @@
+"""Estimators: importance-weighted log-likelihood, per-point ELBO, bits/dim, mutual information."""
+
+from __future__ import annotations
+
+import math
+from typing import Callable, Optional, Sequence, Union
+
+import pyro
+import torch
+from pyro import poutine
+from pyro.poutine.util import site_is_subsample
+from torch import Tensor
+
+PARTICLE_PLATE = "_particles"
+
+
+def log_importance_weights(
+    model: Callable, guide: Callable, x: Tensor, num_samples: int, max_plate_nesting: int = 1
+) -> Tensor:
+    """``log p(x, z_k) - log q(z_k|x)`` for ``num_samples`` draws per data point: ``(K, B)``.
+
+    ``model`` and ``guide`` put their per-datapoint sites in a plate of size ``B`` at dim -1
+    (nested plates up to ``max_plate_nesting``); the ``K`` samples are drawn vectorized in an
+    outer plate. Site scales (e.g. a beta weight) are ignored: these are the true densities.
+    Observed sites of the model (including deterministic ones, like srVAE's ``y``) count in
+    ``log p``.
+    """
+    batch = x.shape[0]
+    with pyro.plate(PARTICLE_PLATE, num_samples, dim=-(max_plate_nesting + 1)):
+        guide_trace = poutine.trace(guide).get_trace(x)
+        model_trace = poutine.trace(poutine.replay(model, trace=guide_trace)).get_trace(x)
+    log_w = x.new_zeros(num_samples, batch)
+    for trace, sign in ((model_trace, 1.0), (guide_trace, -1.0)):
+        for site in trace.nodes.values():
+            if site["type"] != "sample" or site_is_subsample(site):
+                continue
+            log_prob = site["fn"].log_prob(site["value"])
+            log_w = log_w + sign * log_prob.reshape(num_samples, -1).expand(num_samples, batch)
+    return log_w
+
+
+@torch.no_grad()
+def iwae_log_likelihood(
+    model: Callable, guide: Callable, x: Tensor, num_samples: int = 1000,
+    chunk_size: int = 100, max_plate_nesting: int = 1,
+) -> Tensor:
+    """Importance-weighted estimate of ``log p(x)`` per data point, shape ``(B,)``:
+    ``log (1/K) sum_k p(x, z_k) / q(z_k|x)``, ``z_k ~ q(z|x)``; ``K = num_samples`` drawn in
+    chunks of ``chunk_size`` so that ``K = 5000`` fits in memory. ``K = 1`` is the ELBO in
+    expectation; the estimate increases towards ``log p(x)`` with ``K`` (Burda et al., 2016).
+    """
+    if num_samples < 1 or chunk_size < 1:
+        raise ValueError(f"num_samples and chunk_size must be >= 1, got {num_samples}, "
+                         f"{chunk_size}")
+    total: Optional[Tensor] = None
+    done = 0
+    while done < num_samples:
+        k = min(chunk_size, num_samples - done)
+        chunk = torch.logsumexp(log_importance_weights(model, guide, x, k, max_plate_nesting), 0)
+        total = chunk if total is None else torch.logaddexp(total, chunk)
+        done += k
+    assert total is not None
+    return total - math.log(num_samples)
+
+
+@torch.no_grad()
+def elbo_per_datapoint(
+    model: Callable, guide: Callable, x: Tensor, num_samples: int = 1, max_plate_nesting: int = 1
+) -> Tensor:
+    """Monte-Carlo ELBO per data point, ``(B,)``, averaged over ``num_samples`` draws."""
+    return log_importance_weights(model, guide, x, num_samples, max_plate_nesting).mean(0)
+
+
+def logit_log_det(x: Tensor, alpha: float = 0.05) -> Tensor:
+    """``log|dy/dx~|`` of ``y = logit(alpha + (1 - 2 alpha) x~)`` summed per image, ``(B,)``."""
+    s = alpha + (1 - 2 * alpha) * x
+    return (math.log(1 - 2 * alpha) - torch.log(s) - torch.log1p(-s)).flatten(1).sum(1)
+
+
+def bits_per_dim(
+    log_px: Union[Tensor, float], shape: Union[int, Sequence[int]], dequantized: bool = True,
+    logit_x: Optional[Tensor] = None, alpha: float = 0.05,
+) -> Union[Tensor, float]:
+    """Bits per dimension of 8-bit images from a log-likelihood in nats (``DESIGN.md`` sec. 2).
+
+    * ``dequantized=True``: ``log_px`` is a density of ``x~ = (x + u) / 256`` in ``[0, 1]^D``;
+      the 8-bit bits/dim is ``(-log p(x~) + D log 256) / (D log 2)``.
+    * ``dequantized=False``: ``log_px`` is a probability mass (Bernoulli, discretized logistic):
+      ``-log P(x) / (D log 2)``.
+    * ``logit_x``: when ``log_px`` is a density of logit pixels ``y`` rather than of ``x~``,
+      pass ``x~`` here and the logit transform's log-det is added first.
+    """
+    dims = shape if isinstance(shape, int) else math.prod(shape)
+    if logit_x is not None:
+        log_px = log_px + logit_log_det(logit_x, alpha)
+    nats = -log_px + (dims * math.log(256) if dequantized else 0.0)
+    return nats / (dims * math.log(2))
+
+
+@torch.no_grad()
+def mutual_information(posterior: Callable, x: Tensor) -> Tensor:
+    """Estimate of ``I(x; z)`` under ``q(x, z) = p_data(x) q(z|x)`` on a batch of ``M`` points
+    (Zhao et al., appendix A.3):
+    ``mean_i [log q(z_i|x_i) - log (1/M) sum_j q(z_i|x_j)]``, ``z_i ~ q(z|x_i)``.
+    Bounded above by ``log M``.
+
+    Args:
+        posterior: maps a batch ``x`` to ``q(z|x)`` with ``batch_shape == (M,)``.
+    """
+    q = posterior(x)
+    z = q.sample()
+    cross = q.log_prob(z.unsqueeze(1))  # [i, j] = log q(z_i | x_j)
+    m = cross.shape[0]
+    return (cross.diagonal() - torch.logsumexp(cross, dim=1) + math.log(m)).mean()

@@ -1,0 +1,229 @@
+"""The pluggable parts of a :class:`~flowvae.models.vae.VAE`.
+
+* guide families turn an encoder output into ``q(z|x)``;
+* priors give ``p(z)``;
+* likelihoods turn a decoder output (and ``z``) into ``p(x|z)``, and say how raw ``uint8``
+  images become the observation (``preprocess``) and the encoder input (``encoder_input``).
+
+Each part declares the network width it needs (``num_params`` / ``out_channels``) so that the VAE
+sizes its encoder and decoder from it. Parts with parameters are ``nn.Module`` s.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Optional, Sequence, Tuple, Union
+
+import pyro.distributions as dist
+import torch
+from nflows.transforms.base import CompositeTransform
+from torch import Tensor, nn
+from torch.nn import functional as F
+
+from flowvae.data.pixels import dequantize
+from flowvae.distributions import AR1Normal, DiscretizedLogisticMixture, FlowDistribution
+from flowvae.transforms import ConditionalRealNVP, LogitTransform
+
+
+def _as_shape(shape: Union[int, Sequence[int]]) -> Tuple[int, ...]:
+    return (int(shape),) if isinstance(shape, int) else tuple(int(s) for s in shape)
+
+
+# ---------------------------------------------------------------------------- guide families
+class DiagonalNormalGuide(nn.Module):
+    """``q(z|x) = Normal(mu, exp(log_sigma))`` over a latent of any shape; params ``2 * |z|``."""
+
+    def __init__(self, latent_shape: Union[int, Sequence[int]]):
+        super().__init__()
+        self.latent_shape = _as_shape(latent_shape)
+        self.num_params = 2 * math.prod(self.latent_shape)
+
+    def forward(self, params: Tensor):
+        loc, log_scale = params.view(*params.shape[:-1], 2, *self.latent_shape).unbind(-1 - len(
+            self.latent_shape))
+        return dist.Normal(loc, log_scale.exp()).to_event(len(self.latent_shape))
+
+
+class AR1Guide(nn.Module):
+    """``q(z|x) = AR1Normal(mu, sigma, rho)`` (rho-VAE): ``d`` means, one log-scale and one
+    pre-tanh correlation per sample (``per_dim_scale=True``: ``d`` log-scales)."""
+
+    def __init__(self, latent_dim: int, per_dim_scale: bool = False):
+        super().__init__()
+        self.latent_shape = (latent_dim,)
+        self.scales = latent_dim if per_dim_scale else 1
+        self.num_params = latent_dim + self.scales + 1
+
+    def forward(self, params: Tensor):
+        d = self.latent_shape[0]
+        loc, log_scale, raw_rho = params.split([d, self.scales, 1], dim=-1)
+        return AR1Normal(loc, log_scale.exp(), torch.tanh(raw_rho.squeeze(-1)))
+
+
+class FlowGuide(nn.Module):
+    """``q(z|x)``: ``z_0 ~ Normal(mu, sigma)`` pushed through the inverse of a vector
+    :class:`ConditionalRealNVP` conditioned on encoder features ``h`` (amortised)."""
+
+    def __init__(self, latent_dim: int, context_features: int = 32, num_couplings: int = 4,
+                 hidden_features: int = 128):
+        super().__init__()
+        self.latent_shape = (latent_dim,)
+        self.context_features = context_features
+        self.num_params = 2 * latent_dim + context_features
+        self.flow = ConditionalRealNVP((latent_dim,), context_features,
+                                       num_couplings=num_couplings,
+                                       hidden_features=hidden_features)
+
+    def forward(self, params: Tensor):
+        d = self.latent_shape[0]
+        loc, log_scale, h = params.split([d, d, self.context_features], dim=-1)
+        return FlowDistribution(self.flow, loc, log_scale.exp(), context=h)
+
+
+GUIDES = {"normal": DiagonalNormalGuide, "ar1": AR1Guide, "flow": FlowGuide}
+
+
+# ---------------------------------------------------------------------------- priors
+class StandardNormalPrior(nn.Module):
+    """``p(z) = Normal(0, I)`` over ``latent_shape``."""
+
+    def __init__(self, latent_shape: Sequence[int]):
+        super().__init__()
+        self.latent_shape = tuple(latent_shape)
+
+    def forward(self, like: Tensor):
+        zero = like.new_zeros(self.latent_shape)
+        return dist.Normal(zero, 1.0).to_event(len(self.latent_shape))
+
+
+class FlowPrior(nn.Module):
+    """``p(z)``: a standard Normal pushed through an unconditional :class:`ConditionalRealNVP`
+    (srVAE's RealNVP prior); ``latent_shape`` a vector ``(d,)`` or a tensor ``(C, H, W)``."""
+
+    def __init__(self, latent_shape: Sequence[int], **flow_kwargs):
+        super().__init__()
+        self.latent_shape = tuple(latent_shape)
+        self.flow = ConditionalRealNVP(self.latent_shape, None, **flow_kwargs)
+
+    def forward(self, like: Tensor):
+        zero = like.new_zeros(self.latent_shape)
+        return FlowDistribution(self.flow, zero, torch.ones_like(zero))
+
+
+PRIORS = {"normal": StandardNormalPrior, "flow": FlowPrior}
+
+
+# ---------------------------------------------------------------------------- likelihoods
+class _Likelihood(nn.Module):
+    #: whether log_prob is a probability mass (True) or a density on [0, 1]^D (False)
+    discrete = True
+
+    def __init__(self, shape: Sequence[int]):
+        super().__init__()
+        self.shape = tuple(shape)
+
+    def preprocess(self, x: Tensor) -> Tensor:
+        """Raw ``uint8`` images to the observation this likelihood scores."""
+        return x.float()
+
+    def encoder_input(self, x: Tensor) -> Tensor:
+        """The observation to the encoder's input, roughly in ``[-1, 1]``."""
+        return x / 127.5 - 1
+
+
+class BernoulliLikelihood(_Likelihood):
+    """``p(x|z) = Bernoulli(logits)`` on binary images; grey images are binarized dynamically
+    (a fresh ``Bernoulli(x / 255)`` draw per batch)."""
+
+    def __init__(self, shape: Sequence[int]):
+        super().__init__(shape)
+        self.out_channels = self.shape[0]
+
+    def preprocess(self, x: Tensor) -> Tensor:
+        x = x.float()
+        return x if x.max() <= 1 else torch.bernoulli(x / 255)
+
+    def encoder_input(self, x: Tensor) -> Tensor:
+        return 2 * x - 1
+
+    def forward(self, params: Tensor, z: Tensor):
+        return dist.Bernoulli(logits=params).to_event(3)
+
+
+class GaussianLikelihood(_Likelihood):
+    """``p(x~|z) = Normal(mu, sigma)`` on dequantized pixels ``x~ in [0, 1)``."""
+
+    discrete = False
+
+    def __init__(self, shape: Sequence[int], min_log_scale: float = -7.0):
+        super().__init__(shape)
+        self.out_channels = 2 * self.shape[0]
+        self.min_log_scale = min_log_scale
+
+    def preprocess(self, x: Tensor) -> Tensor:
+        return dequantize(x)
+
+    def encoder_input(self, x: Tensor) -> Tensor:
+        return 2 * x - 1
+
+    def forward(self, params: Tensor, z: Tensor):
+        loc, log_scale = params.chunk(2, dim=-3)
+        log_scale = self.min_log_scale + F.softplus(log_scale - self.min_log_scale)
+        return dist.Normal(loc, log_scale.exp()).to_event(3)
+
+
+class LogisticMixtureLikelihood(_Likelihood):
+    """``p(x|z)``: a :class:`DiscretizedLogisticMixture` with ``num_mixtures`` components on
+    8-bit pixels (channel coupling when ``C = 3``)."""
+
+    def __init__(self, shape: Sequence[int], num_mixtures: int = 5):
+        super().__init__(shape)
+        c = self.shape[0]
+        self.k = num_mixtures
+        self.split = [num_mixtures, num_mixtures * c, num_mixtures * c,
+                      num_mixtures * (c * (c - 1) // 2)]
+        self.out_channels = sum(self.split)
+
+    def forward(self, params: Tensor, z: Tensor):
+        c, h, w = self.shape
+        logits, loc, log_scale, coeffs = params.split(self.split, dim=-3)
+        batch = params.shape[:-3]
+        loc = loc.reshape(*batch, self.k, c, h, w)
+        log_scale = log_scale.reshape(*batch, self.k, c, h, w)
+        coeffs = torch.tanh(coeffs.reshape(*batch, self.k, -1, h, w)) if c > 1 else None
+        return DiscretizedLogisticMixture(logits, loc, log_scale, coeffs)
+
+
+class FlowLikelihood(_Likelihood):
+    """VAPNEV's ``p(x~|z)``: ``log N(f_z(x~); mu_v(z), sigma_v(z)) + log|det df_z/dx~|`` with
+    ``f_z`` the :class:`LogitTransform` followed by a :class:`ConditionalRealNVP` conditioned on
+    ``z``; the decoder emits ``mu_v`` and ``log sigma_v`` as images of ``x``'s shape."""
+
+    discrete = False
+
+    def __init__(self, shape: Sequence[int], context_features: Optional[int],
+                 alpha: float = 0.05, **flow_kwargs):
+        super().__init__(shape)
+        self.out_channels = 2 * self.shape[0]
+        self.flow = ConditionalRealNVP(self.shape, context_features, **flow_kwargs)
+        self.transform = CompositeTransform([LogitTransform(alpha), self.flow])
+
+    def preprocess(self, x: Tensor) -> Tensor:
+        return dequantize(x)
+
+    def encoder_input(self, x: Tensor) -> Tensor:
+        return 2 * x - 1
+
+    def forward(self, params: Tensor, z: Tensor):
+        loc, log_scale = params.chunk(2, dim=-3)
+        context = z if self.flow.context_features is not None else None
+        return FlowDistribution(self.transform, loc, log_scale.exp(), context,
+                                event_shape=self.shape)
+
+
+LIKELIHOODS = {
+    "bernoulli": BernoulliLikelihood,
+    "gaussian": GaussianLikelihood,
+    "logistic": LogisticMixtureLikelihood,
+    "flow": FlowLikelihood,
+}

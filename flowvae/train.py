@@ -1,0 +1,248 @@
+"""The SVI training loop: any device, progress bar, atomic checkpoints, exact resume, logs."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+import random
+import time
+from typing import Any, Dict, List, Optional, Union
+
+import numpy as np
+import pyro
+import torch
+from pyro.infer import SVI, Trace_ELBO, TraceMeanField_ELBO
+from pyro.optim import ExponentialLR
+from torch import Tensor
+from tqdm.auto import tqdm
+
+import flowvae
+from flowvae.infer.evaluate import bits_per_dim, elbo_per_datapoint
+
+OPTIMIZERS = {"adam": torch.optim.Adam, "adamax": torch.optim.Adamax}
+ELBOS = {"trace": Trace_ELBO, "meanfield": TraceMeanField_ELBO}
+CHECKPOINT = "checkpoint.pt"
+
+
+class TrainingDiverged(FloatingPointError):
+    """The loss became NaN or infinite; the message names the step and the last checkpoint."""
+
+
+def as_images(data: Any) -> Tensor:
+    """A ``uint8`` tensor ``(N, C, H, W)`` from a tensor or a dataset of image items."""
+    if isinstance(data, Tensor):
+        images = data
+    elif getattr(data, "images", None) is not None and getattr(data, "binarize", None) is None:
+        images = data.images
+    else:
+        images = torch.stack([data[i] for i in range(len(data))])
+    if images.dim() != 4 or images.dtype != torch.uint8:
+        raise ValueError(f"expected uint8 images (N, C, H, W), got {images.dtype} "
+                         f"{tuple(images.shape)}")
+    return images
+
+
+def _rng_state() -> Dict[str, Any]:
+    return {"torch": torch.get_rng_state(), "numpy": np.random.get_state(),
+            "python": random.getstate()}
+
+
+def _set_rng_state(state: Dict[str, Any]) -> None:
+    torch.set_rng_state(state["torch"])
+    np.random.set_state(state["numpy"])
+    random.setstate(state["python"])
+
+
+def save_checkpoint(path: str, module, optim, epoch: int, step: int,
+                    history: List[Dict]) -> None:
+    """Write the checkpoint to ``path`` atomically (a temporary file, then a rename), so a
+    crash mid-write leaves the previous checkpoint intact."""
+    state = {
+        "flowvae_version": flowvae.__version__,
+        "model": type(module).__name__,
+        "config": getattr(module, "config", None),
+        "state_dict": module.state_dict(),
+        "optim": optim.get_state(),
+        "param_store": pyro.get_param_store().get_state(),
+        "epoch": epoch,
+        "step": step,
+        "rng": _rng_state(),
+        "history": history,
+    }
+    tmp = f"{path}.tmp"
+    torch.save(state, tmp)
+    os.replace(tmp, path)
+
+
+def read_checkpoint(path: str, map_location=None) -> Dict[str, Any]:
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"checkpoint not found: {path!r}")
+    try:
+        return torch.load(path, map_location=map_location, weights_only=False)
+    except Exception as err:  # a truncated or foreign file
+        raise ValueError(f"{path!r} is not a readable flowvae checkpoint: {err}") from err
+
+
+def load_model(path: str, map_location=None):
+    """Rebuild the model saved in a checkpoint (by :func:`fit`) and load its weights."""
+    from flowvae.models import MODELS
+
+    state = read_checkpoint(path, map_location)
+    name = state.get("model")
+    cls = {cls.__name__: cls for cls in MODELS.values()}.get(name)
+    if cls is None or state.get("config") is None:
+        raise ValueError(f"{path!r} holds a model flowvae cannot rebuild ({name!r})")
+    module = cls(**state["config"])
+    module.load_state_dict(state["state_dict"])
+    return module
+
+
+def _check_compatible(state: Dict[str, Any], module, path: str) -> None:
+    config = getattr(module, "config", None)
+    if state.get("model") != type(module).__name__ or state.get("config") != config:
+        raise ValueError(
+            f"checkpoint {path!r} is of model {state.get('model')} with config "
+            f"{state.get('config')}, not of this {type(module).__name__} with config {config}"
+        )
+
+
+@torch.no_grad()
+def evaluate_elbo(module, images: Tensor, batch_size: int = 500, device=None) -> Dict[str, float]:
+    """Mean negative ELBO (nats per image) and its bits/dim over ``images`` (one sample each)."""
+    device = device or next(module.parameters()).device
+    total = 0.0
+    for start in range(0, len(images), batch_size):
+        x = module.preprocess(images[start : start + batch_size].to(device))
+        total += -elbo_per_datapoint(module.model, module.guide, x).sum().item()
+    nelbo = total / len(images)
+    dequantized = not module.p_x.discrete
+    return {"nelbo": nelbo, "bpd": bits_per_dim(-nelbo, module.shape, dequantized)}
+
+
+def fit(
+    module,
+    train_data,
+    test_data=None,
+    *,
+    epochs: int = 10,
+    batch_size: int = 64,
+    lr: float = 1e-3,
+    optimizer: str = "adam",
+    clip_norm: Optional[float] = None,
+    lr_decay: float = 1.0,
+    elbo: str = "trace",
+    num_particles: int = 1,
+    device: Union[str, torch.device, None] = None,
+    out_dir: Optional[str] = None,
+    resume: bool = False,
+    seed: int = 0,
+    progress: bool = True,
+    max_steps_per_epoch: Optional[int] = None,
+    eval_batch_size: int = 500,
+) -> List[Dict[str, float]]:
+    """Train a flowvae model (``model`` / ``guide`` / ``preprocess``) with ``pyro.infer.SVI``.
+
+    Each epoch shuffles ``train_data`` with a generator seeded by ``(seed, epoch)``, takes one
+    SVI step per batch (``Trace_ELBO`` or ``TraceMeanField_ELBO`` with ``num_particles``
+    vectorized particles; Adam or Adamax with per-parameter gradient-norm clipping
+    ``clip_norm``, learning rate times ``lr_decay`` after every epoch), shows a tqdm bar with
+    the loss and bits/dim, evaluates the test ELBO, appends a row to ``metrics.csv`` /
+    ``metrics.jsonl`` and writes ``checkpoint.pt`` (atomically) in ``out_dir``.
+
+    ``resume=True`` continues from ``out_dir/checkpoint.pt``: model, optimizer, Pyro param
+    store, epoch, step and RNG states, so that on CPU the losses equal those of an
+    uninterrupted run. A NaN or infinite loss raises :class:`TrainingDiverged` naming the step
+    and the last good checkpoint; no checkpoint is written after it.
+
+    Returns:
+        the metrics history, one dict per epoch.
+    """
+    if optimizer not in OPTIMIZERS:
+        raise ValueError(f"optimizer must be one of {tuple(OPTIMIZERS)}, got {optimizer!r}")
+    if elbo not in ELBOS:
+        raise ValueError(f"elbo must be one of {tuple(ELBOS)}, got {elbo!r}")
+    device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    module.to(device)
+    images = as_images(train_data)
+    test_images = None if test_data is None else as_images(test_data)
+    module.preprocess(images[:2].to(device))  # wrong shapes or dtypes fail here, clearly
+    path = None if out_dir is None else os.path.join(out_dir, CHECKPOINT)
+    if out_dir is not None:
+        os.makedirs(out_dir, exist_ok=True)
+
+    pyro.clear_param_store()
+    optim = ExponentialLR({"optimizer": OPTIMIZERS[optimizer], "optim_args": {"lr": lr},
+                           "gamma": lr_decay}, clip_args={"clip_norm": clip_norm} if clip_norm
+                          else None)
+    loss_fn = ELBOS[elbo](num_particles=num_particles, vectorize_particles=num_particles > 1,
+                          max_plate_nesting=1)
+    svi = SVI(module.model, module.guide, optim, loss_fn)
+    history: List[Dict[str, float]] = []
+    start_epoch, step = 0, 0
+    pyro.set_rng_seed(seed)
+    if resume:
+        if path is None:
+            raise ValueError("resume=True needs out_dir, where the checkpoint is")
+        state = read_checkpoint(path, map_location=device)
+        _check_compatible(state, module, path)
+        module.load_state_dict(state["state_dict"])
+        pyro.get_param_store().set_state(state["param_store"])
+        optim.set_state(state["optim"])
+        start_epoch, step, history = state["epoch"], state["step"], state["history"]
+        _set_rng_state(state["rng"])
+
+    dims = math.prod(module.shape)
+    dequantized = not module.p_x.discrete
+    for epoch in range(start_epoch, epochs):
+        module.train()
+        order = torch.randperm(len(images), generator=torch.Generator().manual_seed(
+            seed * 100003 + epoch))
+        batches = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
+        if max_steps_per_epoch is not None:
+            batches = batches[:max_steps_per_epoch]
+        bar = tqdm(batches, desc=f"epoch {epoch + 1}/{epochs}", disable=not progress,
+                   leave=False)
+        started, total, count = time.time(), 0.0, 0
+        for index in bar:
+            x = module.preprocess(images[index].to(device))
+            loss = svi.step(x) / len(index)
+            step += 1
+            if not math.isfinite(loss):
+                where = path if path is not None and os.path.exists(path) else "none written"
+                raise TrainingDiverged(
+                    f"loss is {loss} at step {step} (epoch {epoch + 1}); training stopped "
+                    f"before writing any NaN weights. Last good checkpoint: {where}"
+                )
+            total, count = total + loss * len(index), count + len(index)
+            bar.set_postfix(loss=f"{loss:.2f}", bpd=f"{bits_per_dim(-loss, dims, dequantized):.3f}")
+        optim.step()  # the learning-rate schedule, once per epoch
+        row = {"epoch": epoch + 1, "step": step, "train_nelbo": total / count,
+               "train_bpd": bits_per_dim(-total / count, dims, dequantized),
+               "seconds": time.time() - started}
+        if test_images is not None:
+            module.eval()
+            test = evaluate_elbo(module, test_images, eval_batch_size, device)
+            row.update(test_nelbo=test["nelbo"], test_bpd=test["bpd"])
+        history.append(row)
+        if progress:
+            tqdm.write(" ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
+                                for k, v in row.items()))
+        if out_dir is not None:
+            _log(out_dir, row)
+            save_checkpoint(path, module, optim, epoch + 1, step, history)
+    module.eval()
+    return history
+
+
+def _log(out_dir: str, row: Dict[str, float]) -> None:
+    with open(os.path.join(out_dir, "metrics.jsonl"), "a") as f:
+        f.write(json.dumps(row) + "\n")
+    csv_path = os.path.join(out_dir, "metrics.csv")
+    new = not os.path.exists(csv_path)
+    with open(csv_path, "a", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(row))
+        if new:
+            writer.writeheader()
+        writer.writerow(row)
