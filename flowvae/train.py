@@ -188,7 +188,7 @@ def fit(
         state = read_checkpoint(path, map_location=device)
         _check_compatible(state, module, path)
         module.load_state_dict(state["state_dict"])
-        pyro.get_param_store().set_state(state["param_store"])
+        _restore_foreign_params(state["param_store"], module)
         optim.set_state(state["optim"])
         start_epoch, step, history = state["epoch"], state["step"], state["history"]
         _set_rng_state(state["rng"])
@@ -207,14 +207,15 @@ def fit(
         started, total, count = time.time(), 0.0, 0
         for index in bar:
             x = module.preprocess(images[index].to(device))
-            loss = svi.step(x) / len(index)
             step += 1
+            try:
+                loss = svi.step(x) / len(index)
+            except ValueError as err:  # Pyro validation rejecting NaN distribution parameters
+                if all(torch.isfinite(p).all() for p in module.parameters()):
+                    raise
+                raise _diverged(float("nan"), step, epoch, path) from err
             if not math.isfinite(loss):
-                where = path if path is not None and os.path.exists(path) else "none written"
-                raise TrainingDiverged(
-                    f"loss is {loss} at step {step} (epoch {epoch + 1}); training stopped "
-                    f"before writing any NaN weights. Last good checkpoint: {where}"
-                )
+                raise _diverged(loss, step, epoch, path)
             total, count = total + loss * len(index), count + len(index)
             bar.set_postfix(loss=f"{loss:.2f}", bpd=f"{bits_per_dim(-loss, dims, dequantized):.3f}")
         optim.step()  # the learning-rate schedule, once per epoch
@@ -234,6 +235,25 @@ def fit(
             save_checkpoint(path, module, optim, epoch + 1, step, history)
     module.eval()
     return history
+
+
+def _diverged(loss: float, step: int, epoch: int, path: Optional[str]) -> TrainingDiverged:
+    where = path if path is not None and os.path.exists(path) else "none written"
+    return TrainingDiverged(
+        f"loss is {loss} at step {step} (epoch {epoch + 1}); training stopped before writing "
+        f"any NaN weights. Last good checkpoint: {where}"
+    )
+
+
+def _restore_foreign_params(store_state: Dict[str, Any], module) -> None:
+    """Put back param-store entries that are not the module's own parameters (a PyroModule's
+    parameters live in the module, and re-registering copies of them would detach the
+    module from the optimizer)."""
+    own = set(dict(module.named_parameters()))
+    pyro.get_param_store().set_state({
+        key: {name: v for name, v in store_state[key].items() if name not in own}
+        for key in ("params", "constraints")
+    })
 
 
 def _log(out_dir: str, row: Dict[str, float]) -> None:

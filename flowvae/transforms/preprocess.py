@@ -19,6 +19,9 @@ class LogitTransform(Transform):
     A flow on ``y`` plus this transform gives the density of the dequantized image ``x``, from
     which bits/dim of the 8-bit image follow (``DESIGN.md`` section 2).
 
+    The bijection's domain is ``(-alpha / (1 - 2 alpha), (1 - alpha) / (1 - 2 alpha))``, a
+    little wider than ``[0, 1]``, so that every output of ``inverse`` can be scored again.
+
     Args:
         alpha: the margin that keeps the logit finite at 0 and 1 (RealNVP: 0.05).
 
@@ -38,12 +41,13 @@ class LogitTransform(Transform):
         self.alpha = alpha
 
     def forward(self, inputs: Tensor, context: Optional[Tensor] = None):
-        if inputs.min() < 0 or inputs.max() > 1:
-            raise InputOutsideDomain(
-                f"LogitTransform expects inputs in [0, 1], got range "
-                f"[{inputs.min().item():.4g}, {inputs.max().item():.4g}]"
-            )
         s = self.alpha + (1 - 2 * self.alpha) * inputs
+        if s.min() <= 0 or s.max() >= 1:
+            low, high = -self.alpha / (1 - 2 * self.alpha), (1 - self.alpha) / (1 - 2 * self.alpha)
+            raise InputOutsideDomain(
+                f"LogitTransform(alpha={self.alpha}) is defined on ({low:.4g}, {high:.4g}), "
+                f"got inputs in [{inputs.min().item():.4g}, {inputs.max().item():.4g}]"
+            )
         outputs = torch.log(s) - torch.log1p(-s)
         logabsdet = math.log(1 - 2 * self.alpha) - torch.log(s) - torch.log1p(-s)
         return outputs, logabsdet.flatten(1).sum(1)

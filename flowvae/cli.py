@@ -1,0 +1,608 @@
+"""The ``flowvae`` command: ``train``, ``evaluate`` and ``sample`` subcommands.
+
+    flowvae train --model vae --dataset digits --epochs 10 --out runs/vae
+    flowvae evaluate runs/vae/checkpoint.pt --iwae 100
+    flowvae sample runs/vae/checkpoint.pt --n 64 --temperature 0.8 -o samples.png
+
+Each subcommand freezes its flags into a config dataclass (:class:`TrainConfig`,
+:class:`EvaluateConfig`, :class:`SampleConfig`) and hands it to the library. ``train`` writes
+``run.json`` beside the checkpoint (dataset, padding, every flag) so that ``evaluate`` knows
+which data the model was trained on. Errors the user can fix (a missing checkpoint or dataset,
+a file that is not a checkpoint) end with exit status 2 and a message on stderr, not a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import inspect
+import json
+import os
+import sys
+import time
+from dataclasses import asdict, dataclass
+from typing import Any, Dict, List, Optional, Sequence, Tuple
+
+import pyro
+import torch
+
+import flowvae
+from flowvae.data import DATASETS, ENV_VAR, DatasetNotFoundError, load_dataset
+from flowvae.infer import bits_per_dim, elbo_per_datapoint, iwae_log_likelihood, save_grid
+from flowvae.models import MODELS, VAE, VAPNEV
+from flowvae.models.components import GUIDES, LIKELIHOODS, PRIORS
+from flowvae.models.vae import NETWORKS
+from flowvae.train import (
+    CHECKPOINT,
+    ELBOS,
+    OPTIMIZERS,
+    TrainingDiverged,
+    as_images,
+    fit,
+    load_model,
+)
+from flowvae.transforms import ConditionalRealNVP
+from flowvae.transforms.coupling import CHECKERBOARDS
+
+PROG = "flowvae"
+RUN_FILE = "run.json"
+"""Written by ``train`` beside the checkpoint: the dataset and padding the model was fit on."""
+
+_FLOW_FLAGS = {"flow_channels": "hidden_channels", "num_blocks": "num_blocks",
+               "checkerboard": "checkerboard"}
+"""CLI flag -> :class:`ConditionalRealNVP` argument, for the flow likelihood."""
+
+
+class CommandError(Exception):
+    """A problem the user can fix; :func:`main` prints it and exits with status 2."""
+
+
+# ---------------------------------------------------------------------------- configs
+@dataclass(frozen=True)
+class TrainConfig:
+    """The flags of ``flowvae train``. ``None`` means "the model's own default".
+
+    Example:
+        >>> TrainConfig(model="vapnev", dataset="digits").run_dir
+        'runs/vapnev-digits'
+    """
+
+    model: str = "vae"
+    dataset: str = "digits"
+    epochs: int = 10
+    batch_size: int = 64
+    lr: float = 1e-3
+    latent_dim: Optional[int] = None
+    hidden: Optional[int] = None
+    likelihood: Optional[str] = None
+    network: Optional[str] = None
+    guide: Optional[str] = None
+    prior: Optional[str] = None
+    flow_channels: Optional[int] = None
+    num_blocks: Optional[int] = None
+    checkerboard: Optional[str] = None
+    optimizer: str = "adam"
+    clip_norm: Optional[float] = None
+    lr_decay: float = 1.0
+    elbo: str = "trace"
+    particles: int = 1
+    max_steps_per_epoch: Optional[int] = None
+    out: Optional[str] = None
+    resume: bool = False
+    device: Optional[str] = None
+    data_dir: Optional[str] = None
+    download: bool = True
+    seed: int = 0
+    progress: bool = True
+    pad_to: Optional[int] = None
+
+    @property
+    def run_dir(self) -> str:
+        return self.out or os.path.join("runs", f"{self.model}-{self.dataset}")
+
+
+@dataclass(frozen=True)
+class EvaluateConfig:
+    """The flags of ``flowvae evaluate``; ``dataset=None`` reads it from ``run.json``.
+
+    Example:
+        >>> EvaluateConfig(checkpoint="runs/vae/checkpoint.pt", iwae=100).split
+        'test'
+    """
+
+    checkpoint: str
+    dataset: Optional[str] = None
+    split: str = "test"
+    pad_to: Optional[int] = None
+    iwae: int = 0
+    chunk_size: int = 100
+    batch_size: int = 100
+    num_images: Optional[int] = None
+    device: Optional[str] = None
+    data_dir: Optional[str] = None
+    download: bool = True
+    seed: int = 0
+    json: Optional[str] = None
+
+
+@dataclass(frozen=True)
+class SampleConfig:
+    """The flags of ``flowvae sample``.
+
+    Example:
+        >>> SampleConfig(checkpoint="runs/vae/checkpoint.pt").output
+        'samples.png'
+    """
+
+    checkpoint: str
+    n: int = 64
+    temperature: float = 1.0
+    nrow: int = 8
+    output: str = "samples.png"
+    device: Optional[str] = None
+    seed: int = 0
+
+
+# ---------------------------------------------------------------------------- argument types
+def _dataset_name(value: str) -> str:
+    key = value.strip().lower().replace("_", "-")
+    if key not in DATASETS:
+        raise argparse.ArgumentTypeError(
+            f"unknown dataset {value!r}; known datasets: {', '.join(DATASETS)}")
+    return key
+
+
+def _int_at_least(low: int):
+    def parse(value: str) -> int:
+        try:
+            number = int(value)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{value!r} is not an integer") from None
+        if number < low:
+            raise argparse.ArgumentTypeError(f"must be >= {low}, got {number}")
+        return number
+
+    parse.__name__ = "int"  # argparse names the type in its error messages
+    return parse
+
+
+def _positive_float(value: str) -> float:
+    try:
+        number = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a number") from None
+    if not number > 0:
+        raise argparse.ArgumentTypeError(f"must be > 0, got {number}")
+    return number
+
+
+def _default(cls, name: str) -> Any:
+    return inspect.signature(cls).parameters[name].default
+
+
+# ---------------------------------------------------------------------------- parser
+def build_parser() -> argparse.ArgumentParser:
+    """The ``flowvae`` argument parser with its three subcommands."""
+    parser = argparse.ArgumentParser(
+        prog=PROG, description="Train, evaluate and sample flowvae models (VAE, VAPNEV).",
+        epilog=f"Run '{PROG} COMMAND --help' for the flags of a command.")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {flowvae.__version__}",
+                        help="print the flowvae version and exit")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    _add_train(commands)
+    _add_evaluate(commands)
+    _add_sample(commands)
+    return parser
+
+
+def _add_device_and_data(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--device", default=None,
+                        help="torch device: cpu, cuda, cuda:1, mps, ... "
+                             "(default: cuda when available, else cpu)")
+    parser.add_argument("--data-dir", default=None,
+                        help=f"dataset root folder (default: ${ENV_VAR} if set, else ./data)")
+    parser.add_argument("--no-download", dest="download", action="store_false",
+                        help="fail when the dataset files are missing instead of downloading them")
+
+
+def _add_train(commands) -> None:
+    vae_latent, vapnev_latent = _default(VAE, "latent_dim"), _default(VAPNEV, "latent_dim")
+    vae_hidden, vapnev_hidden = _default(VAE, "hidden"), _default(VAPNEV, "hidden")
+    p = commands.add_parser(
+        "train", help="train a model; writes checkpoint.pt, metrics.csv/.jsonl and run.json",
+        description="Train a VAE or VAPNEV with Pyro SVI (flowvae.train.fit). Writes "
+                    f"OUT/{CHECKPOINT} after every epoch, OUT/metrics.csv and OUT/metrics.jsonl, "
+                    f"and OUT/{RUN_FILE} (the dataset and flags) for 'flowvae evaluate'.")
+    model = p.add_argument_group("model")
+    model.add_argument("--model", choices=tuple(MODELS), default=TrainConfig.model,
+                       help="vae: the generic VAE; vapnev: a VAE whose p(x|z) is a conditional "
+                            "RealNVP (default: %(default)s)")
+    model.add_argument("--latent-dim", type=_int_at_least(1), default=None,
+                       help=f"size of the latent z (default: {vae_latent} for vae, "
+                            f"{vapnev_latent} for vapnev)")
+    model.add_argument("--hidden", type=_int_at_least(1), default=None,
+                       help=f"encoder/decoder width: MLP units or base conv channels (default: "
+                            f"{vae_hidden} for vae, {vapnev_hidden} for vapnev)")
+    model.add_argument("--likelihood", choices=tuple(LIKELIHOODS), default=None,
+                       help="vae only: p(x|z); bernoulli binarizes the pixels, flow is VAPNEV's "
+                            f"(default: {_default(VAE, 'likelihood')})")
+    model.add_argument("--network", choices=NETWORKS, default=None,
+                       help=f"vae only: encoder and decoder type (default: "
+                            f"{_default(VAE, 'network')}; vapnev is always conv)")
+    model.add_argument("--guide", choices=tuple(GUIDES), default=None,
+                       help="q(z|x): diagonal normal, AR(1) normal or RealNVP posterior "
+                            f"(default: {_default(VAE, 'guide')})")
+    model.add_argument("--prior", choices=tuple(PRIORS), default=None,
+                       help=f"p(z): standard normal or RealNVP prior "
+                            f"(default: {_default(VAE, 'prior')})")
+    model.add_argument("--flow-channels", type=_int_at_least(1), default=None,
+                       help="flow likelihood (vapnev, or vae --likelihood flow): conditioner "
+                            "width at the first scale (default: "
+                            f"{_default(ConditionalRealNVP, 'hidden_channels')})")
+    model.add_argument("--num-blocks", type=_int_at_least(1), default=None,
+                       help="flow likelihood: residual blocks per conditioner (default: "
+                            f"{_default(ConditionalRealNVP, 'num_blocks')})")
+    model.add_argument("--checkerboard", choices=CHECKERBOARDS, default=None,
+                       help="flow likelihood: masked runs the conditioner at full resolution "
+                            "(RealNVP paper), squeezed at half resolution (cheaper) (default: "
+                            f"{_default(ConditionalRealNVP, 'checkerboard')})")
+
+    data = p.add_argument_group("data")
+    data.add_argument("--dataset", type=_dataset_name, default=TrainConfig.dataset,
+                      help=f"one of {', '.join(DATASETS)}; digits is bundled with scikit-learn "
+                           "(default: %(default)s)")
+    data.add_argument("--pad-to", type=_int_at_least(1), default=None,
+                      help="zero-pad images to PAD_TO x PAD_TO, e.g. 32 for MNIST under a "
+                           "multi-scale flow (default: no padding)")
+    _add_device_and_data(data)
+
+    optim = p.add_argument_group("optimization")
+    optim.add_argument("--epochs", type=_int_at_least(1), default=TrainConfig.epochs,
+                       help="total epochs, counting those done before --resume "
+                            "(default: %(default)s)")
+    optim.add_argument("--batch-size", type=_int_at_least(1), default=TrainConfig.batch_size,
+                       help="images per SVI step (default: %(default)s)")
+    optim.add_argument("--lr", type=_positive_float, default=TrainConfig.lr,
+                       help="learning rate (default: %(default)s)")
+    optim.add_argument("--optimizer", choices=tuple(OPTIMIZERS), default=TrainConfig.optimizer,
+                       help="optimizer (default: %(default)s)")
+    optim.add_argument("--clip-norm", type=_positive_float, default=None,
+                       help="clip each parameter's gradient norm to this value "
+                            "(default: no clipping)")
+    optim.add_argument("--lr-decay", type=_positive_float, default=TrainConfig.lr_decay,
+                       help="multiply the learning rate by this after every epoch "
+                            "(default: %(default)s, constant)")
+    optim.add_argument("--elbo", choices=tuple(ELBOS), default=TrainConfig.elbo,
+                       help="trace: Monte-Carlo ELBO; meanfield: analytic KL where one exists "
+                            "(default: %(default)s)")
+    optim.add_argument("--particles", type=_int_at_least(1), default=TrainConfig.particles,
+                       help="vectorized ELBO particles per step (default: %(default)s)")
+    optim.add_argument("--max-steps-per-epoch", type=_int_at_least(1), default=None,
+                       help="stop each epoch after this many steps (default: the whole "
+                            "training set)")
+    optim.add_argument("--seed", type=int, default=TrainConfig.seed,
+                       help="seed of the initialization, shuffling and sampling "
+                            "(default: %(default)s)")
+
+    run = p.add_argument_group("output")
+    run.add_argument("--out", default=None,
+                     help="folder for checkpoint, metrics and run.json "
+                          "(default: runs/MODEL-DATASET)")
+    run.add_argument("--resume", action="store_true",
+                     help=f"continue from OUT/{CHECKPOINT}: weights, optimizer, epoch and RNG "
+                          "state; the other flags must describe the same model")
+    run.add_argument("--no-progress", dest="progress", action="store_false",
+                     help="no progress bar and no per-epoch lines, only the final table")
+    p.set_defaults(handler=_train_command, config_class=TrainConfig)
+
+
+def _add_evaluate(commands) -> None:
+    p = commands.add_parser(
+        "evaluate", help="test -ELBO, bits/dim and the IWAE log-likelihood of a checkpoint",
+        description="Print the -ELBO (nats per image) and bits/dim of a trained model on a "
+                    "dataset split, and with --iwae K the importance-weighted log-likelihood "
+                    "(Burda et al., 2016), a tighter bound that grows towards log p(x) with K.")
+    p.add_argument("checkpoint", metavar="CKPT",
+                   help=f"a checkpoint written by 'flowvae train', or its run folder "
+                        f"(then FOLDER/{CHECKPOINT})")
+    p.add_argument("--dataset", type=_dataset_name, default=None,
+                   help=f"dataset to evaluate on (default: the one in {RUN_FILE} beside CKPT; "
+                        f"required when there is none)")
+    p.add_argument("--split", default=EvaluateConfig.split,
+                   help="dataset split: train, test, or valid where the dataset has one "
+                        "(default: %(default)s)")
+    p.add_argument("--pad-to", type=_int_at_least(1), default=None,
+                   help=f"zero-pad images to PAD_TO x PAD_TO (default: as in {RUN_FILE}, else "
+                        "to the model's image size when the images are smaller)")
+    p.add_argument("--iwae", type=_int_at_least(0), default=EvaluateConfig.iwae, metavar="K",
+                   help="importance samples per image for the IWAE bound; 0 skips it "
+                        "(default: %(default)s)")
+    p.add_argument("--chunk-size", type=_int_at_least(1), default=EvaluateConfig.chunk_size,
+                   help="importance samples drawn at once, to bound memory "
+                        "(default: %(default)s)")
+    p.add_argument("--batch-size", type=_int_at_least(1), default=EvaluateConfig.batch_size,
+                   help="images per evaluation batch (default: %(default)s)")
+    p.add_argument("--num-images", type=_int_at_least(1), default=None, metavar="N",
+                   help="evaluate the first N images of the split (default: all)")
+    _add_device_and_data(p)
+    p.add_argument("--seed", type=int, default=EvaluateConfig.seed,
+                   help="seed of the Monte-Carlo estimates (default: %(default)s)")
+    p.add_argument("--json", default=None, metavar="PATH",
+                   help="also write the numbers to this JSON file")
+    p.set_defaults(handler=_evaluate_command, config_class=EvaluateConfig)
+
+
+def _add_sample(commands) -> None:
+    p = commands.add_parser(
+        "sample", help="draw images from a checkpoint into a PNG grid",
+        description="Draw z ~ p(z), x ~ p(x|z) from a trained model and save them as a PNG grid.")
+    p.add_argument("checkpoint", metavar="CKPT",
+                   help=f"a checkpoint written by 'flowvae train', or its run folder "
+                        f"(then FOLDER/{CHECKPOINT})")
+    p.add_argument("--n", type=_int_at_least(1), default=SampleConfig.n,
+                   help="number of images (default: %(default)s)")
+    p.add_argument("--temperature", type=_positive_float, default=SampleConfig.temperature,
+                   help="scale of the prior's (and a flow likelihood's base) noise; below 1 "
+                        "gives smoother, less varied images (default: %(default)s)")
+    p.add_argument("--nrow", type=_int_at_least(1), default=SampleConfig.nrow,
+                   help="images per row of the grid (default: %(default)s)")
+    p.add_argument("-o", "--output", default=SampleConfig.output, metavar="PNG",
+                   help="where to write the grid (default: %(default)s)")
+    p.add_argument("--device", default=None,
+                   help="torch device (default: cuda when available, else cpu)")
+    p.add_argument("--seed", type=int, default=SampleConfig.seed,
+                   help="seed of the samples (default: %(default)s)")
+    p.set_defaults(handler=_sample_command, config_class=SampleConfig)
+
+
+# ---------------------------------------------------------------------------- entry point
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """Run the ``flowvae`` command line with ``argv`` (default: ``sys.argv[1:]``).
+
+    Returns 0 on success; raises ``SystemExit(2)`` on a usage error (after printing one line on
+    stderr) and ``SystemExit(1)`` when training diverges.
+    """
+    parser = build_parser()
+    args = vars(parser.parse_args(argv))
+    handler, config_class = args.pop("handler"), args.pop("config_class")
+    args.pop("command")
+    config = config_class(**args)
+    try:
+        handler(config)
+    except CommandError as err:
+        print(f"{PROG}: error: {err}", file=sys.stderr)
+        raise SystemExit(2) from None
+    except TrainingDiverged as err:
+        print(f"{PROG}: training diverged: {err}", file=sys.stderr)
+        raise SystemExit(1) from None
+    return 0
+
+
+# ---------------------------------------------------------------------------- train
+def build_model(config: TrainConfig, shape: Tuple[int, int, int]):
+    """The model ``config`` describes, for images of ``shape`` ``(C, H, W)``."""
+    def given(**kwargs) -> Dict[str, Any]:
+        return {k: v for k, v in kwargs.items() if v is not None}
+
+    flow_kwargs = given(**{arg: getattr(config, flag) for flag, arg in _FLOW_FLAGS.items()})
+    common = given(latent_dim=config.latent_dim, hidden=config.hidden, guide=config.guide,
+                   prior=config.prior)
+    if config.model == "vapnev":
+        return VAPNEV(shape, flow_kwargs=flow_kwargs or None, **common)
+    likelihood_kwargs = flow_kwargs if config.likelihood == "flow" and flow_kwargs else None
+    return MODELS[config.model](shape, likelihood_kwargs=likelihood_kwargs, **common,
+                                **given(likelihood=config.likelihood, network=config.network))
+
+
+def _check_train_flags(config: TrainConfig) -> None:
+    if config.model == "vapnev":
+        for flag in ("likelihood", "network"):
+            if getattr(config, flag) is not None:
+                raise CommandError(f"--{flag} applies to --model vae only (vapnev has a flow "
+                                   "likelihood and conv networks)")
+    has_flow = config.model == "vapnev" or config.likelihood == "flow"
+    for flag in _FLOW_FLAGS:
+        if getattr(config, flag) is not None and not has_flow:
+            raise CommandError(f"--{flag.replace('_', '-')} applies to a flow likelihood only "
+                               "(--model vapnev, or --model vae --likelihood flow)")
+
+
+def _train_command(config: TrainConfig) -> None:
+    _check_train_flags(config)
+    device = _device(config.device)
+    out = config.run_dir
+    run_path = os.path.join(out, RUN_FILE)
+    if config.resume and not os.path.isfile(os.path.join(out, CHECKPOINT)):
+        raise CommandError(f"--resume: no {CHECKPOINT} in {out}")
+    if config.resume and os.path.isfile(run_path):
+        before = _read_run(run_path)
+        for key in ("dataset", "pad_to"):
+            if before.get(key) != getattr(config, key):
+                raise CommandError(f"--resume: {run_path} records {key}={before.get(key)!r}, "
+                                   f"not {getattr(config, key)!r}")
+    train = _load(config.dataset, "train", config.data_dir, config.download, config.pad_to)
+    test = _load(config.dataset, "test", config.data_dir, config.download, config.pad_to)
+    shape = tuple(train[0].shape)
+
+    pyro.set_rng_seed(config.seed)  # the initialization too, not only what fit seeds
+    model = build_model(config, shape)
+    params = sum(p.numel() for p in model.parameters())
+    print(f"{type(model).__name__} on {config.dataset} {shape}: {params:,} parameters, "
+          f"device {device}, writing to {out}")
+    run = dict(asdict(config), out=out, flowvae_version=flowvae.__version__)
+    if not config.resume:  # a resumed run records its flags once fit has accepted them
+        os.makedirs(out, exist_ok=True)
+        _write_json(run_path, run)
+    started = time.time()
+    try:
+        history = fit(model, train, test, epochs=config.epochs, batch_size=config.batch_size,
+                      lr=config.lr, optimizer=config.optimizer, clip_norm=config.clip_norm,
+                      lr_decay=config.lr_decay, elbo=config.elbo,
+                      num_particles=config.particles, device=device, out_dir=out,
+                      resume=config.resume, seed=config.seed, progress=config.progress,
+                      max_steps_per_epoch=config.max_steps_per_epoch)
+    except ValueError as err:  # --resume onto a checkpoint of another model or config
+        if not config.resume:
+            raise
+        raise CommandError(f"--resume: {_one_line(err)}") from None
+    if config.resume:
+        _write_json(run_path, run)
+    last = history[-1]
+    rows = [("epochs", str(last["epoch"])), ("steps", str(last["step"])),
+            ("train -ELBO (nats)", f"{last['train_nelbo']:.2f}"),
+            ("train bits/dim", f"{last['train_bpd']:.3f}")]
+    if "test_nelbo" in last:
+        rows += [("test -ELBO (nats)", f"{last['test_nelbo']:.2f}"),
+                 ("test bits/dim", f"{last['test_bpd']:.3f}")]
+    rows.append(("minutes", f"{(time.time() - started) / 60:.1f}"))
+    _print_table(rows)
+    print("wrote", os.path.join(out, CHECKPOINT))
+
+
+# ---------------------------------------------------------------------------- evaluate
+def _evaluate_command(config: EvaluateConfig) -> None:
+    device = _device(config.device)
+    path = _checkpoint_path(config.checkpoint)
+    model = _load_model(path, device)
+    run_path = os.path.join(os.path.dirname(path), RUN_FILE)
+    run = _read_run(run_path) if os.path.isfile(run_path) else {}
+    dataset = config.dataset or run.get("dataset")
+    if dataset is None:
+        raise CommandError(f"no {RUN_FILE} beside {path} says which dataset the model was "
+                           "trained on; pass --dataset")
+    pad_to = config.pad_to if config.pad_to is not None else run.get("pad_to")
+    data = _load(dataset, config.split, config.data_dir, config.download, pad_to)
+    images = as_images(data)[: config.num_images]
+    if pad_to is None and _fits_after_padding(images.shape[1:], model.shape):
+        data = _load(dataset, config.split, config.data_dir, config.download, model.shape[-1])
+        images = as_images(data)[: config.num_images]
+    if tuple(images.shape[1:]) != model.shape:
+        raise CommandError(f"the model takes images of shape {model.shape}, but {dataset!r} "
+                           f"gives {tuple(images.shape[1:])}; pass --pad-to or another --dataset")
+
+    pyro.set_rng_seed(config.seed)
+    results = _estimate(model, images, config, device)
+    results.update(checkpoint=path, dataset=dataset, split=config.split, pad_to=pad_to)
+    k = config.iwae
+    rows = [("images", str(results["num_images"])),
+            ("-ELBO (nats)", f"{results['nelbo']:.2f}"),
+            ("bits/dim (ELBO)", f"{results['bpd']:.3f}")]
+    if k:
+        rows += [(f"-log p(x), IWAE K={k} (nats)", f"{results['iwae_nll']:.2f}"),
+                 (f"bits/dim (IWAE K={k})", f"{results['iwae_bpd']:.3f}")]
+    print(f"{type(model).__name__} from {path} on {dataset} ({config.split})")
+    _print_table(rows)
+    if config.json:
+        _write_json(config.json, results)
+        print("wrote", config.json)
+
+
+@torch.no_grad()
+def _estimate(model, images: torch.Tensor, config: EvaluateConfig, device) -> Dict[str, Any]:
+    """-ELBO and, with ``config.iwae``, the IWAE bound, in nats per image and bits/dim.
+
+    Both bounds score the same preprocessed batch (one dequantization or binarization draw),
+    so that IWAE >= ELBO holds up to Monte-Carlo noise rather than up to preprocessing noise.
+    """
+    nelbo, log_px = 0.0, 0.0
+    for start in range(0, len(images), config.batch_size):
+        x = model.preprocess(images[start : start + config.batch_size].to(device))
+        nelbo -= elbo_per_datapoint(model.model, model.guide, x).sum().item()
+        if config.iwae:
+            log_px += iwae_log_likelihood(model.model, model.guide, x, num_samples=config.iwae,
+                                          chunk_size=config.chunk_size).sum().item()
+    n = len(images)
+    dequantized = not model.p_x.discrete
+    results: Dict[str, Any] = {"num_images": n, "nelbo": nelbo / n,
+                               "bpd": bits_per_dim(-nelbo / n, model.shape, dequantized)}
+    if config.iwae:
+        results.update(iwae_k=config.iwae, iwae_log_px=log_px / n, iwae_nll=-log_px / n,
+                       iwae_bpd=bits_per_dim(log_px / n, model.shape, dequantized))
+    return results
+
+
+def _fits_after_padding(image_shape, model_shape) -> bool:
+    channels, height, width = image_shape
+    return (channels == model_shape[0] and model_shape[1] == model_shape[2]
+            and height <= model_shape[1] and width <= model_shape[2]
+            and (height, width) != tuple(model_shape[1:]))
+
+
+# ---------------------------------------------------------------------------- sample
+def _sample_command(config: SampleConfig) -> None:
+    device = _device(config.device)
+    path = _checkpoint_path(config.checkpoint)
+    model = _load_model(path, device)
+    pyro.set_rng_seed(config.seed)
+    images = model.generate(config.n, temperature=config.temperature)
+    print("wrote", save_grid(images, config.output, nrow=config.nrow))
+
+
+# ---------------------------------------------------------------------------- helpers
+def _device(name: Optional[str]) -> torch.device:
+    try:
+        device = torch.device(name or ("cuda" if torch.cuda.is_available() else "cpu"))
+    except RuntimeError as err:
+        raise CommandError(f"--device: {_one_line(err)}") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise CommandError(f"--device {name}: CUDA is not available on this machine")
+    return device
+
+
+def _checkpoint_path(path: str) -> str:
+    return os.path.join(path, CHECKPOINT) if os.path.isdir(path) else path
+
+
+def _load_model(path: str, device: torch.device):
+    if not os.path.isfile(path):
+        raise CommandError(f"checkpoint not found: {path}")
+    try:
+        model = load_model(path, map_location=device)
+    except ValueError as err:  # load_model's own message names the file and the problem
+        raise CommandError(_one_line(err)) from None
+    # A pickle of something other than a checkpoint dict, or weights that do not fit the
+    # recorded config, fail inside load_model with these.
+    except (AttributeError, KeyError, TypeError, RuntimeError) as err:
+        raise CommandError(f"{path} is not a flowvae checkpoint: {_one_line(err)}") from None
+    return model.to(device).eval()
+
+
+def _load(name: str, split: str, root: Optional[str], download: bool, pad_to: Optional[int]):
+    try:
+        return load_dataset(name, split, root=root, download=download, pad_to=pad_to)
+    # ValueError: an unknown dataset or split, or a pad_to smaller than the images
+    except (DatasetNotFoundError, ValueError) as err:
+        raise CommandError(str(err)) from None
+
+
+def _read_run(path: str) -> Dict[str, Any]:
+    try:
+        with open(path) as f:
+            run = json.load(f)
+    except (OSError, ValueError) as err:
+        raise CommandError(f"cannot read {path}: {_one_line(err)}") from None
+    if not isinstance(run, dict):
+        raise CommandError(f"{path} does not hold a JSON object")
+    return run
+
+
+def _write_json(path: str, data: Dict[str, Any]) -> None:
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    tmp = f"{path}.tmp"
+    with open(tmp, "w") as f:
+        json.dump(data, f, indent=2)
+        f.write("\n")
+    os.replace(tmp, path)
+
+
+def _one_line(err: BaseException) -> str:
+    return " ".join(str(err).split())
+
+
+def _print_table(rows: List[Tuple[str, str]]) -> None:
+    width = max(len("metric"), *(len(name) for name, _ in rows))
+    value_width = max(len("value"), *(len(value) for _, value in rows))
+    print(f"| {'metric'.ljust(width)} | {'value'.rjust(value_width)} |")
+    print(f"|{'-' * (width + 2)}|{'-' * (value_width + 2)}|")
+    for name, value in rows:
+        print(f"| {name.ljust(width)} | {value.rjust(value_width)} |")
