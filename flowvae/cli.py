@@ -28,7 +28,7 @@ import torch
 import flowvae
 from flowvae.data import DATASETS, ENV_VAR, DatasetNotFoundError, load_dataset
 from flowvae.infer import bits_per_dim, elbo_per_datapoint, iwae_log_likelihood, save_grid
-from flowvae.models import MODELS, VAE, VAPNEV
+from flowvae.models import VAE, VAPNEV
 from flowvae.models.components import GUIDES, LIKELIHOODS, PRIORS
 from flowvae.models.vae import NETWORKS
 from flowvae.train import (
@@ -46,6 +46,9 @@ from flowvae.transforms.coupling import CHECKERBOARDS
 PROG = "flowvae"
 RUN_FILE = "run.json"
 """Written by ``train`` beside the checkpoint: the dataset and padding the model was fit on."""
+
+MODEL_NAMES = ("vae", "vapnev")
+"""The models ``train`` builds (:func:`build_model` knows their arguments)."""
 
 _FLOW_FLAGS = {"flow_channels": "hidden_channels", "num_blocks": "num_blocks",
                "checkerboard": "checkerboard"}
@@ -187,7 +190,8 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=f"Run '{PROG} COMMAND --help' for the flags of a command.")
     parser.add_argument("--version", action="version", version=f"%(prog)s {flowvae.__version__}",
                         help="print the flowvae version and exit")
-    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True,
+                                     help="what to do (one of the commands below)")
     _add_train(commands)
     _add_evaluate(commands)
     _add_sample(commands)
@@ -213,7 +217,7 @@ def _add_train(commands) -> None:
                     f"OUT/{CHECKPOINT} after every epoch, OUT/metrics.csv and OUT/metrics.jsonl, "
                     f"and OUT/{RUN_FILE} (the dataset and flags) for 'flowvae evaluate'.")
     model = p.add_argument_group("model")
-    model.add_argument("--model", choices=tuple(MODELS), default=TrainConfig.model,
+    model.add_argument("--model", choices=MODEL_NAMES, default=TrainConfig.model,
                        help="vae: the generic VAE; vapnev: a VAE whose p(x|z) is a conditional "
                             "RealNVP (default: %(default)s)")
     model.add_argument("--latent-dim", type=_int_at_least(1), default=None,
@@ -358,8 +362,8 @@ def _add_sample(commands) -> None:
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """Run the ``flowvae`` command line with ``argv`` (default: ``sys.argv[1:]``).
 
-    Returns 0 on success; raises ``SystemExit(2)`` on a usage error (after printing one line on
-    stderr) and ``SystemExit(1)`` when training diverges.
+    Returns 0 on success; raises ``SystemExit(2)`` on a usage error (after printing the message
+    on stderr) and ``SystemExit(1)`` when training diverges.
     """
     parser = build_parser()
     args = vars(parser.parse_args(argv))
@@ -389,8 +393,8 @@ def build_model(config: TrainConfig, shape: Tuple[int, int, int]):
     if config.model == "vapnev":
         return VAPNEV(shape, flow_kwargs=flow_kwargs or None, **common)
     likelihood_kwargs = flow_kwargs if config.likelihood == "flow" and flow_kwargs else None
-    return MODELS[config.model](shape, likelihood_kwargs=likelihood_kwargs, **common,
-                                **given(likelihood=config.likelihood, network=config.network))
+    return VAE(shape, likelihood_kwargs=likelihood_kwargs, **common,
+               **given(likelihood=config.likelihood, network=config.network))
 
 
 def _check_train_flags(config: TrainConfig) -> None:

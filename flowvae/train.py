@@ -80,9 +80,13 @@ def read_checkpoint(path: str, map_location=None) -> Dict[str, Any]:
     if not os.path.isfile(path):
         raise FileNotFoundError(f"checkpoint not found: {path!r}")
     try:
-        return torch.load(path, map_location=map_location, weights_only=False)
+        state = torch.load(path, map_location=map_location, weights_only=False)
     except Exception as err:  # a truncated or foreign file
         raise ValueError(f"{path!r} is not a readable flowvae checkpoint: {err}") from err
+    if not isinstance(state, dict) or "state_dict" not in state or "model" not in state:
+        raise ValueError(f"{path!r} is not a readable flowvae checkpoint: it holds a "
+                         f"{type(state).__name__} without model and state_dict entries")
+    return state
 
 
 def load_model(path: str, map_location=None):

@@ -1,0 +1,179 @@
+"""The ``flowvae`` command line, run in-process on tiny models and the bundled ``digits``."""
+
+import json
+import shutil
+import subprocess
+import sys
+from importlib.metadata import entry_points
+
+import pytest
+import torch
+from PIL import Image
+
+from flowvae.cli import build_parser, main
+
+TINY_VAE = ["--model", "vae", "--likelihood", "bernoulli", "--latent-dim", "2", "--hidden", "16",
+            "--epochs", "1", "--max-steps-per-epoch", "3"]
+TINY_VAPNEV = ["--model", "vapnev", "--latent-dim", "2", "--hidden", "4", "--flow-channels", "4",
+               "--num-blocks", "1", "--epochs", "1", "--max-steps-per-epoch", "2",
+               "--batch-size", "16"]
+COMMON = ["--dataset", "digits", "--device", "cpu", "--no-progress", "--no-download"]
+DIGITS_SIDE, DIGITS_TEST = 8, 297
+
+
+def exit_code(argv, capsys, stream="err"):
+    """Run ``main(argv)`` expecting an exit; returns the code and what it wrote to ``stream``."""
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    return exit_info.value.code, getattr(capsys.readouterr(), stream)
+
+
+@pytest.fixture(scope="module")
+def vae_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("vae")
+    assert main(["train", *TINY_VAE, *COMMON, "--out", str(out)]) == 0
+    return out
+
+
+def test_train_writes_checkpoint_metrics_and_run_json(vae_run):
+    assert (vae_run / "checkpoint.pt").is_file() and (vae_run / "metrics.csv").is_file()
+    rows = [json.loads(line) for line in (vae_run / "metrics.jsonl").read_text().splitlines()]
+    assert [(row["epoch"], row["step"]) for row in rows] == [(1, 3)]
+    assert "test_nelbo" in rows[0]
+    run = json.loads((vae_run / "run.json").read_text())
+    assert run["dataset"] == "digits" and run["pad_to"] is None and run["latent_dim"] == 2
+
+
+def test_evaluate_iwae_is_no_worse_than_the_elbo(vae_run, tmp_path, capsys):
+    capsys.readouterr()
+    report = tmp_path / "eval.json"
+    assert main(["evaluate", str(vae_run / "checkpoint.pt"), "--iwae", "5", "--chunk-size", "2",
+                 "--device", "cpu", "--json", str(report)]) == 0
+    out = capsys.readouterr().out
+    for label in ("-ELBO (nats)", "bits/dim (ELBO)", "IWAE K=5 (nats)", "bits/dim (IWAE K=5)"):
+        assert label in out
+    numbers = json.loads(report.read_text())
+    assert numbers["dataset"] == "digits" and numbers["num_images"] == DIGITS_TEST
+    assert f"{numbers['nelbo']:.2f}" in out and f"{numbers['iwae_nll']:.2f}" in out
+    assert 0 < numbers["iwae_nll"] <= numbers["nelbo"] + 0.01 * abs(numbers["nelbo"])
+    # Bernoulli pixels: bits/dim is the mass in bits over the 64 dims
+    assert numbers["bpd"] == pytest.approx(numbers["nelbo"] / (DIGITS_SIDE**2 * 0.6931471805599453))
+
+
+def test_evaluate_needs_a_dataset_without_run_json(vae_run, tmp_path, capsys):
+    lone = tmp_path / "lone.pt"
+    shutil.copy(vae_run / "checkpoint.pt", lone)
+    code, err = exit_code(["evaluate", str(lone), "--device", "cpu"], capsys)
+    assert code == 2 and "--dataset" in err and "Traceback" not in err
+    assert main(["evaluate", str(lone), "--dataset", "digits", "--num-images", "20",
+                 "--device", "cpu"]) == 0
+    assert "| images" in capsys.readouterr().out
+
+
+def test_sample_writes_a_png_grid(vae_run, tmp_path):
+    png = tmp_path / "grid" / "samples.png"
+    assert main(["sample", str(vae_run), "--n", "10", "--nrow", "4", "--temperature", "0.8",
+                 "-o", str(png), "--device", "cpu", "--seed", "1"]) == 0
+    cell = DIGITS_SIDE + 1  # save_grid puts a 1-pixel border around every image
+    with Image.open(png) as image:
+        assert image.size == (4 * cell + 1, 3 * cell + 1)
+
+
+def test_resume_continues_and_refuses_another_model(vae_run, tmp_path, capsys):
+    out = tmp_path / "run"
+    shutil.copytree(vae_run, out)
+    flags = [*TINY_VAE, *COMMON, "--out", str(out), "--resume"]
+    assert main(["train", *flags[:-1], "--epochs", "2", "--resume"]) == 0
+    assert len((out / "metrics.jsonl").read_text().splitlines()) == 2
+    run_before = (out / "run.json").read_text()
+    code, err = exit_code(["train", *flags, "--epochs", "3", "--latent-dim", "3"], capsys)
+    assert code == 2 and "--resume" in err and (out / "run.json").read_text() == run_before
+
+
+def test_train_and_evaluate_vapnev(tmp_path, capsys):
+    assert main(["train", *TINY_VAPNEV, *COMMON, "--out", str(tmp_path)]) == 0
+    assert (tmp_path / "checkpoint.pt").is_file() and (tmp_path / "metrics.jsonl").is_file()
+    capsys.readouterr()
+    report = tmp_path / "eval.json"
+    assert main(["evaluate", str(tmp_path), "--iwae", "2", "--num-images", "16",
+                 "--device", "cpu", "--json", str(report)]) == 0
+    assert "VAPNEV" in capsys.readouterr().out
+    numbers = json.loads(report.read_text())
+    assert numbers["num_images"] == 16 and numbers["bpd"] > 0 and numbers["iwae_bpd"] > 0
+
+
+@pytest.mark.parametrize("command", ["evaluate", "sample"])
+def test_missing_checkpoint(tmp_path, capsys, command):
+    missing = tmp_path / "nowhere" / "checkpoint.pt"
+    code, err = exit_code([command, str(missing), "--device", "cpu"], capsys)
+    assert code == 2 and str(missing) in err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+
+
+@pytest.mark.parametrize("content", ["garbage", "tensor", "dict"])
+@pytest.mark.parametrize("command", ["evaluate", "sample"])
+def test_not_a_checkpoint(tmp_path, capsys, command, content):
+    path = tmp_path / "file.pt"
+    if content == "garbage":
+        path.write_bytes(b"\x00 this is not a checkpoint \xff" * 10)
+    else:
+        torch.save(torch.zeros(3) if content == "tensor" else {"weights": 1}, path)
+    code, err = exit_code([command, str(path), "--device", "cpu"], capsys)
+    assert code == 2 and "file.pt" in err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+
+
+def test_unknown_dataset(capsys):
+    code, err = exit_code(["train", "--dataset", "imagenet"], capsys)
+    assert code == 2 and "unknown dataset 'imagenet'" in err and "digits" in err
+
+
+def test_missing_dataset_shows_where_it_looked(tmp_path, capsys):
+    empty = tmp_path / "data"
+    code, err = exit_code(["train", *TINY_VAE, "--dataset", "mnist", "--data-dir", str(empty),
+                           "--no-download", "--out", str(tmp_path / "run")], capsys)
+    assert code == 2 and "'mnist'" in err and "not found" in err and str(empty) in err
+    assert "Traceback" not in err
+
+
+@pytest.mark.parametrize("flags, named", [
+    (["--model", "vapnev", "--likelihood", "gaussian"], "--likelihood"),
+    (["--model", "vae", "--flow-channels", "4"], "--flow-channels"),
+    (["--epochs", "0"], "--epochs"),
+])
+def test_flags_that_do_not_apply(tmp_path, capsys, flags, named):
+    code, err = exit_code(["train", *flags, "--out", str(tmp_path)], capsys)
+    assert code == 2 and named in err
+
+
+def _subcommands():
+    parser = build_parser()
+    (commands,) = [a for a in parser._actions if a.dest == "command"]
+    return parser, commands.choices
+
+
+def test_help_documents_every_flag(capsys):
+    parser, subparsers = _subcommands()
+    for argv, sub in [([], parser), *(([name], p) for name, p in subparsers.items())]:
+        code, text = exit_code([*argv, "--help"], capsys, stream="out")
+        assert code == 0 and text.startswith("usage: flowvae")
+        for action in sub._actions:
+            assert action.help, f"{action.option_strings or action.dest} has no help text"
+            for option in action.option_strings:
+                assert option in text
+    expected = {"--model", "--dataset", "--epochs", "--batch-size", "--lr", "--latent-dim",
+                "--hidden", "--likelihood", "--guide", "--prior", "--flow-channels",
+                "--num-blocks", "--checkerboard", "--optimizer", "--clip-norm", "--lr-decay",
+                "--particles", "--max-steps-per-epoch", "--out", "--resume", "--device",
+                "--data-dir", "--seed", "--no-progress", "--pad-to"}
+    train_flags = {o for a in subparsers["train"]._actions for o in a.option_strings}
+    assert expected <= train_flags
+
+
+def test_entry_points(tmp_path):
+    (script,) = [e for e in entry_points(group="console_scripts") if e.name == "flowvae"]
+    assert script.value == "flowvae.cli:main" and script.load() is main
+    done = subprocess.run([sys.executable, "-m", "flowvae", "--help"], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("usage: flowvae") and "train" in done.stdout
