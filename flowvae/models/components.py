@@ -150,21 +150,30 @@ class BernoulliLikelihood(_Likelihood):
         return dist.Bernoulli(logits=params).to_event(3)
 
 
-class GaussianLikelihood(_Likelihood):
-    """``p(x~|z) = Normal(mu, sigma)`` on dequantized pixels ``x~ in [0, 1)``."""
+class _DensityLikelihood(_Likelihood):
+    """A density on dequantized pixels ``x~ = (x + u) / 256``, from a location and a log-scale
+    image emitted by the decoder."""
 
     discrete = False
 
-    def __init__(self, shape: Sequence[int], min_log_scale: float = -7.0):
+    def __init__(self, shape: Sequence[int]):
         super().__init__(shape)
         self.out_channels = 2 * self.shape[0]
-        self.min_log_scale = min_log_scale
 
     def preprocess(self, x: Tensor) -> Tensor:
         return dequantize(x)
 
     def encoder_input(self, x: Tensor) -> Tensor:
         return 2 * x - 1
+
+
+class GaussianLikelihood(_DensityLikelihood):
+    """``p(x~|z) = Normal(mu, sigma)`` on dequantized pixels ``x~ in [0, 1)``, with the
+    log-scale softly bounded below by ``min_log_scale``."""
+
+    def __init__(self, shape: Sequence[int], min_log_scale: float = -7.0):
+        super().__init__(shape)
+        self.min_log_scale = min_log_scale
 
     def forward(self, params: Tensor, z: Tensor):
         loc, log_scale = params.chunk(2, dim=-3)
@@ -194,25 +203,16 @@ class LogisticMixtureLikelihood(_Likelihood):
         return DiscretizedLogisticMixture(logits, loc, log_scale, coeffs)
 
 
-class FlowLikelihood(_Likelihood):
+class FlowLikelihood(_DensityLikelihood):
     """VAPNEV's ``p(x~|z)``: ``log N(f_z(x~); mu_v(z), sigma_v(z)) + log|det df_z/dx~|`` with
     ``f_z`` the :class:`LogitTransform` followed by a :class:`ConditionalRealNVP` conditioned on
     ``z``; the decoder emits ``mu_v`` and ``log sigma_v`` as images of ``x``'s shape."""
 
-    discrete = False
-
     def __init__(self, shape: Sequence[int], context_features: Optional[int],
                  alpha: float = 0.05, **flow_kwargs):
         super().__init__(shape)
-        self.out_channels = 2 * self.shape[0]
         self.flow = ConditionalRealNVP(self.shape, context_features, **flow_kwargs)
         self.transform = CompositeTransform([LogitTransform(alpha), self.flow])
-
-    def preprocess(self, x: Tensor) -> Tensor:
-        return dequantize(x)
-
-    def encoder_input(self, x: Tensor) -> Tensor:
-        return 2 * x - 1
 
     def forward(self, params: Tensor, z: Tensor):
         loc, log_scale = params.chunk(2, dim=-3)
