@@ -13,9 +13,12 @@ from typing import Any, Dict, List, Optional, Union
 import numpy as np
 import pyro
 import torch
+import torch.distributed as dist
 from pyro.infer import SVI, Trace_ELBO, TraceMeanField_ELBO
 from pyro.optim import ExponentialLR
-from torch import Tensor
+from torch import Tensor, nn
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DistributedSampler
 from tqdm.auto import tqdm
 
 import flowvae
@@ -42,6 +45,39 @@ def as_images(data: Any) -> Tensor:
         raise ValueError(f"expected uint8 images (N, C, H, W), got {images.dtype} "
                          f"{tuple(images.shape)}")
     return images
+
+
+def setup_distributed(device: Union[str, torch.device, None] = None):
+    """Join the process group that ``torchrun`` describes in the environment (``WORLD_SIZE``,
+    ``RANK``, ``MASTER_ADDR``...), if there is one and it is not joined yet: NCCL on GPUs,
+    gloo on CPUs. Returns ``(rank, world_size, device)``; ``(0, 1, device)`` when not
+    distributed."""
+    wanted = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    if not dist.is_available():
+        return 0, 1, wanted
+    if not dist.is_initialized() and int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        dist.init_process_group("nccl" if wanted.type == "cuda" else "gloo")
+    if not dist.is_initialized():
+        return 0, 1, wanted
+    rank, world = dist.get_rank(), dist.get_world_size()
+    if wanted.type == "cuda" and wanted.index is None:
+        wanted = torch.device("cuda", int(os.environ.get("LOCAL_RANK", rank)))
+        torch.cuda.set_device(wanted)
+    return rank, world, wanted
+
+
+class DifferentiableELBO(nn.Module):
+    """``forward(x)`` returns the ELBO loss of ``module.model`` / ``module.guide`` as a tensor
+    (Pyro's ``differentiable_loss``), so that ``DistributedDataParallel`` can wrap it and
+    average the gradients of the module's parameters across processes."""
+
+    def __init__(self, module: nn.Module, elbo):
+        super().__init__()
+        self.module = module
+        self.elbo = elbo
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.elbo.differentiable_loss(self.module.model, self.module.guide, x)
 
 
 def _rng_state() -> Dict[str, Any]:
@@ -148,7 +184,7 @@ def fit(
 ) -> List[Dict[str, float]]:
     """Train a flowvae model (``model`` / ``guide`` / ``preprocess``) with ``pyro.infer.SVI``.
 
-    Each epoch shuffles ``train_data`` with a generator seeded by ``(seed, epoch)``, takes one
+    Each epoch shuffles ``train_data`` with a permutation seeded by ``seed + epoch``, takes one
     SVI step per batch (``Trace_ELBO`` or ``TraceMeanField_ELBO`` with ``num_particles``
     vectorized particles; Adam or Adamax with per-parameter gradient-norm clipping
     ``clip_norm``, learning rate times ``lr_decay`` after every epoch), shows a tqdm bar with
@@ -160,6 +196,14 @@ def fit(
     uninterrupted run. A NaN or infinite loss raises :class:`TrainingDiverged` naming the step
     and the last good checkpoint; no checkpoint is written after it.
 
+    **Many processes.** Launched by ``torchrun --nproc_per_node N`` (one or many machines),
+    ``fit`` joins the process group (NCCL on GPUs, gloo on CPUs), wraps the ELBO loss in
+    ``DistributedDataParallel``, gives every process ``batch_size / N`` points of each global
+    batch (a ``DistributedSampler``), and only rank 0 shows progress, evaluates, logs and
+    writes checkpoints, which any world size can resume. The model's parameters must live in
+    the module (``PyroModule`` s, as flowvae's models are), not only in Pyro's global param
+    store, or they are not synchronised.
+
     Returns:
         the metrics history, one dict per epoch.
     """
@@ -167,13 +211,16 @@ def fit(
         raise ValueError(f"optimizer must be one of {tuple(OPTIMIZERS)}, got {optimizer!r}")
     if elbo not in ELBOS:
         raise ValueError(f"elbo must be one of {tuple(ELBOS)}, got {elbo!r}")
-    device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    rank, world, device = setup_distributed(device)
+    if batch_size % world:
+        raise ValueError(f"batch_size={batch_size} must be divisible by the {world} processes")
+    progress = progress and rank == 0
     module.to(device)
     images = as_images(train_data)
     test_images = None if test_data is None else as_images(test_data)
     module.preprocess(images[:2].to(device))  # wrong shapes or dtypes fail here, clearly
     path = None if out_dir is None else os.path.join(out_dir, CHECKPOINT)
-    if out_dir is not None:
+    if out_dir is not None and rank == 0:
         os.makedirs(out_dir, exist_ok=True)
 
     pyro.clear_param_store()
@@ -182,10 +229,23 @@ def fit(
                           else None)
     loss_fn = ELBOS[elbo](num_particles=num_particles, vectorize_particles=num_particles > 1,
                           max_plate_nesting=1)
-    svi = SVI(module.model, module.guide, optim, loss_fn)
+    if world == 1:
+        svi = SVI(module.model, module.guide, optim, loss_fn)
+    else:
+        ddp = DistributedDataParallel(DifferentiableELBO(module, loss_fn))
+
+        def loss_and_grads(model, guide, x):
+            # DDP averages gradients over processes; each holds 1/world of the global batch,
+            # so scaling by world gives the gradient of the global batch's summed loss.
+            loss = ddp(x) * world
+            loss.backward()
+            return loss.item() / world
+
+        svi = SVI(module.model, module.guide, optim, loss=loss_fn.loss,
+                  loss_and_grads=loss_and_grads)
     history: List[Dict[str, float]] = []
     start_epoch, step = 0, 0
-    pyro.set_rng_seed(seed)
+    pyro.set_rng_seed(seed + rank)
     if resume:
         if path is None:
             raise ValueError("resume=True needs out_dir, where the checkpoint is")
@@ -196,14 +256,21 @@ def fit(
         optim.set_state(state["optim"])
         start_epoch, step, history = state["epoch"], state["step"], state["history"]
         _set_rng_state(state["rng"])
+        if rank:  # the checkpoint holds rank 0's streams; the others need their own
+            pyro.set_rng_seed(seed + rank + 7919 * start_epoch)
 
     dims = math.prod(module.shape)
     dequantized = not module.p_x.discrete
+    # The same sampler for one and many processes: the global batch at each step is the same
+    # block of one seeded permutation, split between the processes.
+    sampler = DistributedSampler(range(len(images)), num_replicas=world, rank=rank,
+                                 shuffle=True, seed=seed)
+    local_batch = batch_size // world
     for epoch in range(start_epoch, epochs):
         module.train()
-        order = torch.randperm(len(images), generator=torch.Generator().manual_seed(
-            seed * 100003 + epoch))
-        batches = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
+        sampler.set_epoch(epoch)
+        order = torch.tensor(list(sampler))
+        batches = [order[i : i + local_batch] for i in range(0, len(order), local_batch)]
         if max_steps_per_epoch is not None:
             batches = batches[:max_steps_per_epoch]
         bar = tqdm(batches, desc=f"epoch {epoch + 1}/{epochs}", disable=not progress,
@@ -218,27 +285,47 @@ def fit(
                 if all(torch.isfinite(p).all() for p in module.parameters()):
                     raise
                 raise _diverged(float("nan"), step, epoch, path) from err
-            if not math.isfinite(loss):
+            if not _all_finite(loss, world, device):
                 raise _diverged(loss, step, epoch, path)
             total, count = total + loss * len(index), count + len(index)
             bar.set_postfix(loss=f"{loss:.2f}", bpd=f"{bits_per_dim(-loss, dims, dequantized):.3f}")
         optim.step()  # the learning-rate schedule, once per epoch
+        total, count = _sum_over_processes([total, float(count)], world, device)
         row = {"epoch": epoch + 1, "step": step, "train_nelbo": total / count,
                "train_bpd": bits_per_dim(-total / count, dims, dequantized),
                "seconds": time.time() - started}
-        if test_images is not None:
-            module.eval()
-            test = evaluate_elbo(module, test_images, eval_batch_size, device)
-            row.update(test_nelbo=test["nelbo"], test_bpd=test["bpd"])
+        if rank == 0:
+            if test_images is not None:
+                module.eval()
+                test = evaluate_elbo(module, test_images, eval_batch_size, device)
+                row.update(test_nelbo=test["nelbo"], test_bpd=test["bpd"])
+            if progress:
+                tqdm.write(" ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
+                                    for k, v in row.items()))
+            if out_dir is not None:
+                _log(out_dir, row)
+                save_checkpoint(path, module, optim, epoch + 1, step, history + [row])
         history.append(row)
-        if progress:
-            tqdm.write(" ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
-                                for k, v in row.items()))
-        if out_dir is not None:
-            _log(out_dir, row)
-            save_checkpoint(path, module, optim, epoch + 1, step, history)
+        if world > 1:
+            dist.barrier()  # nobody reads a checkpoint or runs ahead before rank 0 is done
     module.eval()
     return history
+
+
+def _all_finite(loss: float, world: int, device: torch.device) -> bool:
+    if world == 1:
+        return math.isfinite(loss)
+    flag = torch.tensor([0.0 if math.isfinite(loss) else 1.0], device=device)
+    dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+    return flag.item() == 0.0
+
+
+def _sum_over_processes(values: List[float], world: int, device: torch.device) -> List[float]:
+    if world == 1:
+        return values
+    tensor = torch.tensor(values, dtype=torch.float64, device=device)
+    dist.all_reduce(tensor)
+    return tensor.tolist()
 
 
 def _diverged(loss: float, step: int, epoch: int, path: Optional[str]) -> TrainingDiverged:

@@ -8,9 +8,13 @@ from flowvae.infer.evaluate import (
     logit_log_det,
     mutual_information,
 )
+from flowvae.infer.objectives import OBJECTIVES, GeneralizedELBO, mmd
 from flowvae.infer.sampling import gibbs_chain, save_grid
 
 __all__ = [
+    "OBJECTIVES",
+    "GeneralizedELBO",
+    "mmd",
     "bits_per_dim",
     "elbo_per_datapoint",
     "gibbs_chain",

@@ -18,7 +18,7 @@ kind               ``R(q)``                      weights
 ``elbo``           ``KL(q(z|x) || p(z))``        ``beta = 1``, ``lambda = 0``
 ``beta``           ``beta KL``                   ``beta`` (default 1), ``lambda = 0``
 ``unregularized``  ``0``                         ``beta = 0``, ``lambda = 0``
-``mmd`` (InfoVAE)  ``lambda MMD + beta KL``      ``lambda`` (default 1), ``beta`` (default 0)
+``mmd`` (InfoVAE)  ``lambda MMD^2 + beta KL``    ``lambda`` (default 1), ``beta`` (default 0)
 =================  ============================  ==========================================
 
 ``KL`` is the Monte-Carlo estimate ``log q(z|x) - log p(z)`` at the sampled ``z`` (as in
@@ -32,11 +32,13 @@ multiply each site's terms as usual, on top of this objective's ``beta``.
 **MMD (InfoVAE).** The regulariser compares the *aggregate* posterior with the prior: the
 ``N`` samples ``z_i ~ q(z|x_i)`` of a particle, taken across the data plate, against ``N`` fresh
 draws of the model's distribution at the site (the prior, broadcast over the plate; a learnable
-prior with ``rsample`` receives gradients through its draws). With :func:`mmd`'s biased estimator
-per particle, weighted by ``N_s`` (the number of data points the site stands for, i.e. the sum of
-its scale over the plate) so that, like the reconstruction, it is a sum over data points: per data
-point the objective is ``E_q log p(x|z) - lambda MMD^2 - beta KL``. MMD is a batch statistic, so
-its value depends on the batch size (its bias is ``O(1/N)``).
+prior with ``rsample`` receives gradients through its draws). Each particle's squared MMD
+(:func:`mmd`: Gaussian kernel ``exp(-||a - b||^2 / h)`` with ``h = 2 * latent_dim`` unless
+``bandwidth`` is given; the biased estimator unless ``unbiased=True``) is multiplied by ``N_s``,
+the number of data points the site stands for (the sum of its scale over the plate), so that,
+like the reconstruction, it is a sum over data points: per data point the objective is
+``E_q log p(x|z) - lambda MMD^2 - beta KL``. MMD is a batch statistic: its value depends on the
+batch size (the biased estimator's bias is ``O(1/N)``).
 
 **Gradients.** Reparameterised guide sites are differentiated through their samples: with
 ``beta = 0`` the latent still receives gradients from the reconstruction through ``z``. For
@@ -278,17 +280,21 @@ class GeneralizedELBO(Trace_ELBO):
             raise NotImplementedError(f"masked latent site {guide_site['name']!r}: the MMD of a "
                                       f"masked aggregate posterior is not defined here")
         value = guide_site["value"]
-        prior = model_site["fn"]
-        draw = prior.rsample() if prior.has_rsample else prior.sample()
-        if draw.shape != value.shape:
-            raise ValueError(f"site {guide_site['name']!r}: a draw of the model's distribution "
-                             f"has shape {tuple(draw.shape)}, the guide's sample "
-                             f"{tuple(value.shape)}; the prior must be broadcast over the plates")
         event_dim = guide_site["fn"].event_dim
+        batch_shape = value.shape[: value.dim() - event_dim]
+        prior = model_site["fn"]
+        if prior.batch_shape != batch_shape:  # e.g. a plate entered outside poutine.replay
+            try:
+                prior = prior.expand(batch_shape)
+            except (RuntimeError, ValueError, NotImplementedError) as err:
+                raise ValueError(
+                    f"site {guide_site['name']!r}: the model's distribution has batch shape "
+                    f"{tuple(prior.batch_shape)}, which does not broadcast to the guide "
+                    f"sample's {tuple(batch_shape)}") from err
+        draw = prior.rsample() if prior.has_rsample else prior.sample()
         stack = guide_site["cond_indep_stack"]
         z = _per_particle(value, event_dim, stack)
         z_prior = _per_particle(draw, event_dim, stack)
-        batch_shape = value.shape[: value.dim() - event_dim]
         counts = value.new_ones(batch_shape) * model_site["scale"]
         counts = _per_particle(counts, 0, stack).sum((-2, -1))
         return (counts * mmd(z, z_prior, self.bandwidth, self.unbiased)).sum()

@@ -80,7 +80,22 @@ class FlowGuide(nn.Module):
         return FlowDistribution(self.flow, loc, log_scale.exp(), context=h)
 
 
-GUIDES = {"normal": DiagonalNormalGuide, "ar1": AR1Guide, "flow": FlowGuide}
+class DeltaGuide(nn.Module):
+    """``q(z|x) = delta(mu(x))``: a deterministic encoder (the ELBO becomes the MAP objective
+    ``log p(x|z) + log p(z)`` at ``z = mu(x)``); no sampling noise, e.g. for exact
+    reproducibility checks."""
+
+    def __init__(self, latent_shape: Union[int, Sequence[int]]):
+        super().__init__()
+        self.latent_shape = _as_shape(latent_shape)
+        self.num_params = math.prod(self.latent_shape)
+
+    def forward(self, params: Tensor):
+        loc = params.view(*params.shape[:-1], *self.latent_shape)
+        return dist.Delta(loc, event_dim=len(self.latent_shape))
+
+
+GUIDES = {"normal": DiagonalNormalGuide, "ar1": AR1Guide, "flow": FlowGuide, "delta": DeltaGuide}
 
 
 # ---------------------------------------------------------------------------- priors

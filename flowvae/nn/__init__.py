@@ -1,9 +1,18 @@
 """Networks: plain ``nn.Module`` building blocks with no Pyro calls."""
 
+from flowvae.nn.densenet import ChannelAttention, DenseBlock, DenseLayer, DenseNet
 from flowvae.nn.networks import MLP, ConvDecoder, ConvEncoder, MLPDecoder, MLPEncoder
 from flowvae.nn.resnet import ConvResNet, ResidualBlock
+from flowvae.nn.weightnorm import WNConv2d, WNConvTranspose2d, WNLinear
 
 __all__ = [
+    "ChannelAttention",
+    "DenseBlock",
+    "DenseLayer",
+    "DenseNet",
+    "WNConv2d",
+    "WNConvTranspose2d",
+    "WNLinear",
     "MLP",
     "ConvDecoder",
     "ConvEncoder",
