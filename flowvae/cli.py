@@ -39,6 +39,7 @@ from flowvae.train import (
     as_images,
     fit,
     load_model,
+    setup_distributed,
 )
 from flowvae.transforms import ConditionalRealNVP
 from flowvae.transforms.coupling import CHECKERBOARDS
@@ -412,7 +413,9 @@ def _check_train_flags(config: TrainConfig) -> None:
 
 def _train_command(config: TrainConfig) -> None:
     _check_train_flags(config)
-    device = _device(config.device)
+    # under torchrun every process runs this; only rank 0 talks and writes
+    rank, _, device = setup_distributed(_device(config.device))
+    say = print if rank == 0 else _quiet
     out = config.run_dir
     run_path = os.path.join(out, RUN_FILE)
     if config.resume and not os.path.isfile(os.path.join(out, CHECKPOINT)):
@@ -430,10 +433,10 @@ def _train_command(config: TrainConfig) -> None:
     pyro.set_rng_seed(config.seed)  # the initialization too, not only what fit seeds
     model = build_model(config, shape)
     params = sum(p.numel() for p in model.parameters())
-    print(f"{type(model).__name__} on {config.dataset} {shape}: {params:,} parameters, "
-          f"device {device}, writing to {out}")
+    say(f"{type(model).__name__} on {config.dataset} {shape}: {params:,} parameters, "
+        f"device {device}, writing to {out}")
     run = dict(asdict(config), out=out, flowvae_version=flowvae.__version__)
-    if not config.resume:  # a resumed run records its flags once fit has accepted them
+    if not config.resume and rank == 0:  # a resumed run records them once fit accepted them
         os.makedirs(out, exist_ok=True)
         _write_json(run_path, run)
     started = time.time()
@@ -448,6 +451,8 @@ def _train_command(config: TrainConfig) -> None:
         if not config.resume:
             raise
         raise CommandError(f"--resume: {_one_line(err)}") from None
+    if rank != 0:
+        return
     if config.resume:
         _write_json(run_path, run)
     last = history[-1]
@@ -610,3 +615,11 @@ def _print_table(rows: List[Tuple[str, str]]) -> None:
     print(f"|{'-' * (width + 2)}|{'-' * (value_width + 2)}|")
     for name, value in rows:
         print(f"| {name.ljust(width)} | {value.rjust(value_width)} |")
+
+
+def _quiet(*args, **kwargs) -> None:
+    pass
+
+
+if __name__ == "__main__":  # `python -m flowvae.cli`, as torchrun runs it
+    raise SystemExit(main())
