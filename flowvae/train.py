@@ -172,7 +172,7 @@ def fit(
     optimizer: str = "adam",
     clip_norm: Optional[float] = None,
     lr_decay: float = 1.0,
-    elbo: str = "trace",
+    elbo: Union[str, Any] = "trace",
     num_particles: int = 1,
     device: Union[str, torch.device, None] = None,
     out_dir: Optional[str] = None,
@@ -185,8 +185,9 @@ def fit(
     """Train a flowvae model (``model`` / ``guide`` / ``preprocess``) with ``pyro.infer.SVI``.
 
     Each epoch shuffles ``train_data`` with a permutation seeded by ``seed + epoch``, takes one
-    SVI step per batch (``Trace_ELBO`` or ``TraceMeanField_ELBO`` with ``num_particles``
-    vectorized particles; Adam or Adamax with per-parameter gradient-norm clipping
+    SVI step per batch (``elbo``: ``"trace"`` or ``"meanfield"`` for ``Trace_ELBO`` or
+    ``TraceMeanField_ELBO`` with ``num_particles`` vectorized particles, or any Pyro ELBO object
+    such as :class:`flowvae.infer.GeneralizedELBO`; Adam or Adamax with per-parameter gradient-norm clipping
     ``clip_norm``, learning rate times ``lr_decay`` after every epoch), shows a tqdm bar with
     the loss and bits/dim, evaluates the test ELBO, appends a row to ``metrics.csv`` /
     ``metrics.jsonl`` and writes ``checkpoint.pt`` (atomically) in ``out_dir``.
@@ -209,8 +210,8 @@ def fit(
     """
     if optimizer not in OPTIMIZERS:
         raise ValueError(f"optimizer must be one of {tuple(OPTIMIZERS)}, got {optimizer!r}")
-    if elbo not in ELBOS:
-        raise ValueError(f"elbo must be one of {tuple(ELBOS)}, got {elbo!r}")
+    if isinstance(elbo, str) and elbo not in ELBOS:
+        raise ValueError(f"elbo must be one of {tuple(ELBOS)} or a Pyro ELBO, got {elbo!r}")
     rank, world, device = setup_distributed(device)
     if batch_size % world:
         raise ValueError(f"batch_size={batch_size} must be divisible by the {world} processes")
@@ -227,8 +228,11 @@ def fit(
     optim = ExponentialLR({"optimizer": OPTIMIZERS[optimizer], "optim_args": {"lr": lr},
                            "gamma": lr_decay}, clip_args={"clip_norm": clip_norm} if clip_norm
                           else None)
-    loss_fn = ELBOS[elbo](num_particles=num_particles, vectorize_particles=num_particles > 1,
-                          max_plate_nesting=1)
+    if isinstance(elbo, str):
+        loss_fn = ELBOS[elbo](num_particles=num_particles,
+                              vectorize_particles=num_particles > 1, max_plate_nesting=1)
+    else:  # any Pyro ELBO, e.g. flowvae.infer.GeneralizedELBO(kind="mmd")
+        loss_fn = elbo
     if world == 1:
         svi = SVI(module.model, module.guide, optim, loss_fn)
     else:

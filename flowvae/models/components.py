@@ -22,6 +22,7 @@ from torch.nn import functional as F
 
 from flowvae.data.pixels import dequantize
 from flowvae.distributions import AR1Normal, DiscretizedLogisticMixture, FlowDistribution
+from flowvae.models.flow_posterior import PlanarGuide
 from flowvae.transforms import ConditionalRealNVP, LogitTransform
 
 
@@ -96,6 +97,7 @@ class DeltaGuide(nn.Module):
 
 
 GUIDES = {"normal": DiagonalNormalGuide, "ar1": AR1Guide, "flow": FlowGuide, "delta": DeltaGuide}
+GUIDES["planar"] = PlanarGuide  # amortised planar flow posterior (rNVP report)
 
 
 # ---------------------------------------------------------------------------- priors

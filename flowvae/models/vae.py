@@ -3,22 +3,29 @@
 from __future__ import annotations
 
 import math
-from typing import Optional, Sequence
+from typing import Optional, Sequence, Union
 
 import pyro
 import torch
 from pyro import poutine
 from pyro.nn import PyroModule
 from pyro.nn.module import to_pyro_module_
-from torch import Tensor
+from torch import Tensor, nn
 
 from flowvae.models.components import GUIDES, LIKELIHOODS, PRIORS
-from flowvae.nn import ConvDecoder, ConvEncoder, MLPDecoder, MLPEncoder
+from flowvae.nn import (
+    ConvDecoder,
+    ConvEncoder,
+    DenseDecoder,
+    DenseEncoder,
+    MLPDecoder,
+    MLPEncoder,
+)
 
 LATENT = "z"
 OBSERVED = "x"
 DATA_PLATE = "data"
-NETWORKS = ("mlp", "conv")
+NETWORKS = ("mlp", "conv", "dense")
 
 
 class VAE(PyroModule):
@@ -32,14 +39,19 @@ class VAE(PyroModule):
 
     Args:
         shape: image shape ``(C, H, W)``.
-        latent_dim: size of ``z`` (vector latents).
+        latent_dim: size of ``z`` (vector latents), or a shape ``(C_z, h, w)`` for tensor
+            latents (``network="dense"``, ``guide="normal"``).
         guide: ``"normal"`` (diagonal), ``"ar1"`` (:class:`~flowvae.AR1Normal`) or ``"flow"``
             (RealNVP posterior).
         prior: ``"normal"`` or ``"flow"`` (RealNVP prior).
         likelihood: ``"bernoulli"``, ``"gaussian"``, ``"logistic"`` (discretized logistic
             mixture) or ``"flow"`` (VAPNEV: a conditional RealNVP on logit pixels).
-        network: ``"mlp"`` or ``"conv"`` encoder and decoder.
-        hidden: MLP width, or the conv networks' base channels.
+        network: ``"mlp"`` or ``"conv"`` encoder and decoder (vector latents), or
+            ``"dense"``: srVAE's DenseNet + channel-attention nets with ELUs
+            (:class:`~flowvae.nn.DenseEncoder` / :class:`~flowvae.nn.DenseDecoder`, tensor
+            latents whose ``h, w`` divide the image's by a power of two).
+        hidden: MLP width, or the conv / dense networks' base channels.
+        network_kwargs: further arguments of both networks (e.g. ``growth``, ``num_layers``).
         beta: weight of the ``z`` site in both model and guide (beta-VAE; ``0`` drops the
             regulariser, leaving ``E_q log p(x|z)``, Zhao et al.'s unregularized objective).
         guide_kwargs, prior_kwargs, likelihood_kwargs: passed to the parts.
@@ -59,7 +71,7 @@ class VAE(PyroModule):
     def __init__(
         self,
         shape: Sequence[int],
-        latent_dim: int = 32,
+        latent_dim: Union[int, Sequence[int]] = 32,
         guide: str = "normal",
         prior: str = "normal",
         likelihood: str = "bernoulli",
@@ -69,6 +81,7 @@ class VAE(PyroModule):
         guide_kwargs: Optional[dict] = None,
         prior_kwargs: Optional[dict] = None,
         likelihood_kwargs: Optional[dict] = None,
+        network_kwargs: Optional[dict] = None,
     ):
         super().__init__()
         for name, value, choices in (("guide", guide, GUIDES), ("prior", prior, PRIORS),
@@ -83,9 +96,17 @@ class VAE(PyroModule):
             shape=self.shape, latent_dim=latent_dim, guide=guide, prior=prior,
             likelihood=likelihood, network=network, hidden=hidden, beta=beta,
             guide_kwargs=guide_kwargs, prior_kwargs=prior_kwargs,
-            likelihood_kwargs=likelihood_kwargs,
+            likelihood_kwargs=likelihood_kwargs, network_kwargs=network_kwargs,
         )
-        self.latent_shape = (latent_dim,)
+        tensor_latent = not isinstance(latent_dim, int)
+        if tensor_latent != (network == "dense") or (tensor_latent and (
+                guide != "normal" or likelihood == "flow" or len(latent_dim) != 3)):
+            raise ValueError(
+                "network='dense' takes a tensor latent latent_dim=(C, h, w) with guide='normal'"
+                " and a likelihood other than 'flow'; 'mlp' and 'conv' take an int latent_dim, "
+                f"got network={network!r}, latent_dim={latent_dim!r}, guide={guide!r}"
+            )
+        self.latent_shape = tuple(int(s) for s in latent_dim) if tensor_latent else (latent_dim,)
         self.beta = beta
         self.q = GUIDES[guide](latent_dim, **(guide_kwargs or {}))
         self.p_z = PRIORS[prior](self.latent_shape, **(prior_kwargs or {}))
@@ -94,12 +115,21 @@ class VAE(PyroModule):
             lik_kwargs.setdefault("context_features", latent_dim)
         self.p_x = LIKELIHOODS[likelihood](self.shape, **lik_kwargs)
         decoded = (self.p_x.out_channels, *self.shape[1:])
+        net_kwargs = network_kwargs or {}
         if network == "mlp":
-            self.encoder = MLPEncoder(self.shape, self.q.num_params, hidden)
-            self.decoder = MLPDecoder(latent_dim, decoded, hidden)
-        else:
-            self.encoder = ConvEncoder(self.shape, self.q.num_params, hidden)
-            self.decoder = ConvDecoder(latent_dim, decoded, hidden)
+            self.encoder = MLPEncoder(self.shape, self.q.num_params, hidden, **net_kwargs)
+            self.decoder = MLPDecoder(latent_dim, decoded, hidden, **net_kwargs)
+        elif network == "conv":
+            self.encoder = ConvEncoder(self.shape, self.q.num_params, hidden, **net_kwargs)
+            self.decoder = ConvDecoder(latent_dim, decoded, hidden, **net_kwargs)
+        else:  # the guide's parameters as maps at the latent's resolution, flattened
+            h, w = self.latent_shape[1:]
+            self.encoder = nn.Sequential(
+                DenseEncoder(self.shape, (self.q.num_params // (h * w), h, w), hidden,
+                             **net_kwargs),
+                nn.Flatten(-3),
+            )
+            self.decoder = DenseDecoder(self.latent_shape, decoded, hidden, **net_kwargs)
         to_pyro_module_(self)
 
     @property
@@ -146,9 +176,12 @@ class VAE(PyroModule):
         """``n`` images ``z ~ p(z)``, ``x ~ p(x|z)``, in ``[0, 1]``; ``temperature`` scales the
         prior's and (for flow likelihoods) the base's noise."""
         like = next(self.parameters())
-        z = self.p_z(like).sample((n,))
-        if temperature != 1.0:
-            z = z * temperature
+        p_z = self.p_z(like)
+        if hasattr(p_z, "temperature"):  # a flow prior: temper its base, not its output
+            p_z.temperature = temperature
+            z = p_z.sample((n,))
+        else:
+            z = p_z.sample((n,)) * temperature
         d = self.likelihood(z)
         if hasattr(d, "temperature"):
             d.temperature = temperature
@@ -165,7 +198,8 @@ class VAE(PyroModule):
         images (approximated by a 64-sample average); ``(steps, C, H, W)`` in ``[0, 1]``."""
         z1 = self.posterior(x1[None]).sample((64,)).mean(0)
         z2 = self.posterior(x2[None]).sample((64,)).mean(0)
-        w = torch.linspace(0, 1, steps, dtype=z1.dtype, device=z1.device)[:, None]
+        w = torch.linspace(0, 1, steps, dtype=z1.dtype, device=z1.device)
+        w = w.view(steps, *(1 for _ in self.latent_shape))
         z = (1 - w) * z1 + w * z2
         d = self.likelihood(z)
         if hasattr(d, "temperature"):

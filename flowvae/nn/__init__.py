@@ -1,5 +1,6 @@
 """Networks: plain ``nn.Module`` building blocks with no Pyro calls."""
 
+from flowvae.nn.dense_resample import DenseDecoder, DenseEncoder
 from flowvae.nn.densenet import ChannelAttention, DenseBlock, DenseLayer, DenseNet
 from flowvae.nn.networks import MLP, ConvDecoder, ConvEncoder, MLPDecoder, MLPEncoder
 from flowvae.nn.resnet import ConvResNet, ResidualBlock
@@ -8,6 +9,8 @@ from flowvae.nn.weightnorm import WNConv2d, WNConvTranspose2d, WNLinear
 __all__ = [
     "ChannelAttention",
     "DenseBlock",
+    "DenseDecoder",
+    "DenseEncoder",
     "DenseLayer",
     "DenseNet",
     "WNConv2d",
