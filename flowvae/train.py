@@ -186,11 +186,12 @@ def fit(
 
     Each epoch shuffles ``train_data`` with a permutation seeded by ``seed + epoch``, takes one
     SVI step per batch (``elbo``: ``"trace"`` or ``"meanfield"`` for ``Trace_ELBO`` or
-    ``TraceMeanField_ELBO`` with ``num_particles`` vectorized particles, or any Pyro ELBO object
-    such as :class:`flowvae.infer.GeneralizedELBO`; Adam or Adamax with per-parameter gradient-norm clipping
-    ``clip_norm``, learning rate times ``lr_decay`` after every epoch), shows a tqdm bar with
-    the loss and bits/dim, evaluates the test ELBO, appends a row to ``metrics.csv`` /
-    ``metrics.jsonl`` and writes ``checkpoint.pt`` (atomically) in ``out_dir``.
+    ``TraceMeanField_ELBO`` with ``num_particles`` vectorized particles, or any Pyro ELBO
+    object such as :class:`flowvae.infer.GeneralizedELBO`; Adam or Adamax with per-parameter
+    gradient-norm clipping ``clip_norm``, learning rate times ``lr_decay`` after every
+    epoch), shows a tqdm bar with the loss and bits/dim, evaluates the test ELBO, appends a
+    row to ``metrics.csv`` / ``metrics.jsonl`` and writes ``checkpoint.pt`` (atomically) in
+    ``out_dir``.
 
     ``resume=True`` continues from ``out_dir/checkpoint.pt``: model, optimizer, Pyro param
     store, epoch, step and RNG states, so that on CPU the losses equal those of an

@@ -41,3 +41,12 @@ def test_ruff_passes():
     result = subprocess.run([sys.executable, "-m", "ruff", "check", *folders], cwd=ROOT,
                             capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_vapnev_comparison_example_runs_all_four_models(tmp_path):
+    example = load_example("vapnev_compare")
+    rows = example.main(example.Config(epochs=1, train_size=64, test_size=8, flow_channels=4,
+                                       latent_dim=2, iwae=2, out=str(tmp_path)))
+    assert [r["model"][:3] for r in rows] == ["(a)", "(b)", "(c)", "(d)"]
+    assert all(r["test_bpd_iwae"] > 0 for r in rows)
+    assert (tmp_path / "results.json").exists()

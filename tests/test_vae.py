@@ -155,3 +155,13 @@ def test_nan_loss_stops_training_naming_step_and_checkpoint(tmp_path):
     with pytest.raises(TrainingDiverged, match=r"step 1 .*checkpoint\.pt"):
         fit(vae, images(16), epochs=1, batch_size=8, out_dir=out, progress=False)
     assert os.path.getmtime(os.path.join(out, "checkpoint.pt")) == before
+
+
+def test_flow_density_iwae_is_its_exact_log_likelihood(float64):
+    from flowvae.models import FlowDensity
+
+    model = FlowDensity((1, 8, 8), flow_kwargs=SMALL_FLOW)
+    x = model.preprocess(images(3))
+    exact = model.log_prob(x)
+    assert torch.allclose(iwae_log_likelihood(model.model, model.guide, x, num_samples=3), exact)
+    assert torch.allclose(elbo_per_datapoint(model.model, model.guide, x), exact)

@@ -28,6 +28,16 @@ DATA_PLATE = "data"
 NETWORKS = ("mlp", "conv", "dense")
 
 
+def check_images(x: Tensor, shape: Sequence[int]) -> Tensor:
+    """``x`` itself if it is a ``uint8`` batch ``(B, *shape)``, else a ValueError saying why."""
+    if x.dim() != 4 or tuple(x.shape[1:]) != tuple(shape):
+        raise ValueError(f"expected images of shape (B, {', '.join(map(str, shape))}), "
+                         f"got {tuple(x.shape)}")
+    if x.dtype != torch.uint8:
+        raise ValueError(f"expected uint8 images in 0..255, got dtype {x.dtype}")
+    return x
+
+
 class VAE(PyroModule):
     r"""A VAE as a Pyro model/guide pair with a pluggable guide family, prior and likelihood.
 
@@ -138,12 +148,7 @@ class VAE(PyroModule):
 
     def preprocess(self, x: Tensor) -> Tensor:
         """``uint8`` images ``(B, C, H, W)`` to the observation ``model`` / ``guide`` take."""
-        if x.dim() != 4 or tuple(x.shape[1:]) != self.shape:
-            raise ValueError(f"expected images of shape (B, {', '.join(map(str, self.shape))}),"
-                             f" got {tuple(x.shape)}")
-        if x.dtype != torch.uint8:
-            raise ValueError(f"expected uint8 images in 0..255, got dtype {x.dtype}")
-        return self.p_x.preprocess(x)
+        return self.p_x.preprocess(check_images(x, self.shape))
 
     def model(self, x: Tensor) -> None:
         with pyro.plate(DATA_PLATE, x.shape[0], dim=-1):

@@ -4,7 +4,15 @@ from __future__ import annotations
 
 from typing import Optional, Sequence
 
-from flowvae.models.vae import VAE
+import pyro
+import torch
+from pyro.nn import PyroModule
+from pyro.nn.module import to_pyro_module_
+from torch import Tensor
+
+from flowvae.distributions import FlowDistribution
+from flowvae.models.components import FlowLikelihood
+from flowvae.models.vae import DATA_PLATE, OBSERVED, VAE, check_images
 
 
 class VAPNEV(VAE):
@@ -55,3 +63,58 @@ class VAPNEV(VAE):
         self.config = dict(shape=self.shape, latent_dim=latent_dim, hidden=hidden,
                            flow_kwargs=flow_kwargs, conditional=conditional, alpha=alpha,
                            **vae_kwargs)
+
+
+class FlowDensity(PyroModule):
+    r"""A plain (unconditional) RealNVP density model of dequantized images, as a Pyro model
+    with an empty guide: ``log p(x~) = log N(f(x~); 0, I) + log|det df/dx~|`` with ``f`` the
+    logit transform followed by a :class:`ConditionalRealNVP` without context. Its "ELBO" is
+    the exact log-likelihood; VAPNEV's ablation (b).
+
+    Args:
+        shape: image shape ``(C, H, W)``.
+        flow_kwargs: :class:`ConditionalRealNVP` arguments.
+        alpha: the logit transform's margin.
+
+    Example:
+        >>> import torch
+        >>> model = FlowDensity((1, 8, 8), flow_kwargs=dict(hidden_channels=8, num_blocks=1))
+        >>> x = model.preprocess(torch.randint(0, 256, (2, 1, 8, 8), dtype=torch.uint8))
+        >>> model.log_prob(x).shape, model.generate(3).shape
+        (torch.Size([2]), torch.Size([3, 1, 8, 8]))
+    """
+
+    def __init__(self, shape: Sequence[int], flow_kwargs: Optional[dict] = None,
+                 alpha: float = 0.05):
+        super().__init__()
+        self.shape = tuple(int(s) for s in shape)
+        self.config = dict(shape=self.shape, flow_kwargs=flow_kwargs, alpha=alpha)
+        self.p_x = FlowLikelihood(self.shape, None, alpha=alpha, **(flow_kwargs or {}))
+        to_pyro_module_(self)
+
+    def preprocess(self, x: Tensor) -> Tensor:
+        return self.p_x.preprocess(check_images(x, self.shape))
+
+    def distribution(self, like: Tensor) -> FlowDistribution:
+        zero = like.new_zeros(self.shape)
+        return FlowDistribution(self.p_x.transform, zero, torch.ones_like(zero),
+                                event_shape=self.shape)
+
+    def log_prob(self, x: Tensor) -> Tensor:
+        return self.distribution(x).log_prob(x)
+
+    def model(self, x: Tensor) -> None:
+        with pyro.plate(DATA_PLATE, x.shape[0], dim=-1):
+            pyro.sample(OBSERVED, self.distribution(x), obs=x)
+
+    def guide(self, x: Tensor) -> None:
+        pass
+
+    def to_image(self, x: Tensor) -> Tensor:
+        return x.clamp(0, 1)
+
+    @torch.no_grad()
+    def generate(self, n: int, temperature: float = 1.0) -> Tensor:
+        d = self.distribution(next(self.parameters()))
+        d.temperature = temperature
+        return self.to_image(d.sample((n,)))
