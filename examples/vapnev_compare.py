@@ -57,8 +57,9 @@ def candidates(shape, c: Config):
     yield "(c) VAE, logistic pixels", closest(
         lambda w: VAE(shape, latent_dim=c.latent_dim, likelihood="logistic", network="conv",
                       hidden=w), range(8, 129, 8))
-    yield "(d) VAPNEV, concat conditioner", VAPNEV(
-        shape, latent_dim=c.latent_dim, hidden=16, flow_kwargs=dict(flow, conditioner="concat"))
+    yield "(d) VAPNEV, concat conditioner", closest(
+        lambda w: VAPNEV(shape, latent_dim=c.latent_dim, hidden=16, flow_kwargs=dict(
+            flow, hidden_channels=w, conditioner="concat")), range(16, 129, 8))
 
 
 def main(c: Config) -> list:

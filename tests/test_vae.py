@@ -165,3 +165,12 @@ def test_flow_density_iwae_is_its_exact_log_likelihood(float64):
     exact = model.log_prob(x)
     assert torch.allclose(iwae_log_likelihood(model.model, model.guide, x, num_samples=3), exact)
     assert torch.allclose(elbo_per_datapoint(model.model, model.guide, x), exact)
+
+
+def test_flow_density_trains():
+    from flowvae.models import FlowDensity
+
+    model = FlowDensity((1, 8, 8), flow_kwargs=SMALL_FLOW)
+    data = digits_subset(128)
+    history = fit(model, data, data, epochs=3, batch_size=32, lr=3e-3, progress=False)
+    assert history[-1]["test_nelbo"] < history[0]["test_nelbo"] - 10

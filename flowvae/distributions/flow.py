@@ -50,6 +50,11 @@ class FlowDistribution(TorchDistribution):
     by the last ``rsample`` is cached (keyed by the tensor and its version counter) so that
     scoring a sample just drawn costs no second pass through the flow.
 
+    Note: the transform runs inside ``log_prob``, after Pyro has traced the model, so its
+    parameters do not appear as ``param`` sites of the trace. When they are a model's only
+    parameters, ``Trace_ELBO`` sees no trainable parameter and skips the backward pass: touch
+    another parameter in the model, or register the transform with ``pyro.module``.
+
     Args:
         transform: an nflows ``Transform`` (``forward(x, context) -> (noise, logabsdet)``).
         base_loc, base_scale: parameters of the Normal base, in noise space.

@@ -8,7 +8,7 @@ import pyro
 import torch
 from pyro.nn import PyroModule
 from pyro.nn.module import to_pyro_module_
-from torch import Tensor
+from torch import Tensor, nn
 
 from flowvae.distributions import FlowDistribution
 from flowvae.models.components import FlowLikelihood
@@ -67,7 +67,8 @@ class VAPNEV(VAE):
 
 class FlowDensity(PyroModule):
     r"""A plain (unconditional) RealNVP density model of dequantized images, as a Pyro model
-    with an empty guide: ``log p(x~) = log N(f(x~); 0, I) + log|det df/dx~|`` with ``f`` the
+    with an empty guide: ``log p(x~) = log N(f(x~); m, s) + log|det df/dx~|`` with a learned
+    per-pixel base ``m, s`` (initialised to ``0, 1``) and ``f`` the
     logit transform followed by a :class:`ConditionalRealNVP` without context. Its "ELBO" is
     the exact log-likelihood; VAPNEV's ablation (b).
 
@@ -90,22 +91,24 @@ class FlowDensity(PyroModule):
         self.shape = tuple(int(s) for s in shape)
         self.config = dict(shape=self.shape, flow_kwargs=flow_kwargs, alpha=alpha)
         self.p_x = FlowLikelihood(self.shape, None, alpha=alpha, **(flow_kwargs or {}))
+        # a learned per-pixel base (the analogue of VAPNEV's decoder output without z); it also
+        # puts a parameter on the model's trace, without which Trace_ELBO skips backward
+        self.base = _LearnedBase(self.shape)
         to_pyro_module_(self)
 
     def preprocess(self, x: Tensor) -> Tensor:
         return self.p_x.preprocess(check_images(x, self.shape))
 
-    def distribution(self, like: Tensor) -> FlowDistribution:
-        zero = like.new_zeros(self.shape)
-        return FlowDistribution(self.p_x.transform, zero, torch.ones_like(zero),
-                                event_shape=self.shape)
+    def distribution(self) -> FlowDistribution:
+        loc, scale = self.base()  # a module call: Pyro records its parameters on the trace
+        return FlowDistribution(self.p_x.transform, loc, scale, event_shape=self.shape)
 
     def log_prob(self, x: Tensor) -> Tensor:
-        return self.distribution(x).log_prob(x)
+        return self.distribution().log_prob(x)
 
     def model(self, x: Tensor) -> None:
         with pyro.plate(DATA_PLATE, x.shape[0], dim=-1):
-            pyro.sample(OBSERVED, self.distribution(x), obs=x)
+            pyro.sample(OBSERVED, self.distribution(), obs=x)
 
     def guide(self, x: Tensor) -> None:
         pass
@@ -115,6 +118,16 @@ class FlowDensity(PyroModule):
 
     @torch.no_grad()
     def generate(self, n: int, temperature: float = 1.0) -> Tensor:
-        d = self.distribution(next(self.parameters()))
+        d = self.distribution()
         d.temperature = temperature
         return self.to_image(d.sample((n,)))
+
+
+class _LearnedBase(nn.Module):
+    def __init__(self, shape: Sequence[int]):
+        super().__init__()
+        self.loc = nn.Parameter(torch.zeros(shape))
+        self.log_scale = nn.Parameter(torch.zeros(shape))
+
+    def forward(self):
+        return self.loc, self.log_scale.exp()
