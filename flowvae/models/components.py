@@ -23,6 +23,7 @@ from torch.nn import functional as F
 from flowvae.data.pixels import dequantize
 from flowvae.distributions import AR1Normal, DiscretizedLogisticMixture, FlowDistribution
 from flowvae.models.flow_posterior import PlanarGuide
+from flowvae.models.pixelcnn import PixelCNNLikelihood
 from flowvae.transforms import ConditionalRealNVP, LogitTransform
 
 
@@ -244,3 +245,4 @@ LIKELIHOODS = {
     "logistic": LogisticMixtureLikelihood,
     "flow": FlowLikelihood,
 }
+LIKELIHOODS["pixelcnn"] = PixelCNNLikelihood  # autoregressive decoder (Zhao et al.)
