@@ -50,3 +50,18 @@ def test_vapnev_comparison_example_runs_all_four_models(tmp_path):
     assert [r["model"][:3] for r in rows] == ["(a)", "(b)", "(c)", "(d)"]
     assert all(r["test_bpd_iwae"] > 0 for r in rows)
     assert (tmp_path / "results.json").exists()
+
+
+def test_srvae_example_compares_three_models_and_writes_grids(tmp_path, monkeypatch, data_root):
+    monkeypatch.setenv("FLOWVAE_DATA", data_root)
+    example = load_example("srvae")
+    config = example.Config(epochs=1, max_steps_per_epoch=1, train_size=32, test_size=20,
+                            hidden=4, growth=4, num_layers=1, num_mixtures=2, flow_channels=4,
+                            latent_shape="2,8,8", iwae=2, iwae_images=4, out=str(tmp_path))
+    results = example.main(config)
+    assert set(results) == {"normal", "flow", "srvae"}
+    assert all(row["iwae_bpd"] > 0 for row in results.values())
+    assert {"psnr_bicubic", "psnr_sample", "psnr_mean", "RE_y", "KL_u"} <= set(results["srvae"])
+    for name in ("srvae_generations_y", "srvae_generations_x", "srvae_super_resolution",
+                 "flow_generations", "normal_reconstructions"):
+        assert (tmp_path / f"{name}.png").stat().st_size > 0, name
