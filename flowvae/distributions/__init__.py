@@ -3,6 +3,7 @@
 from flowvae.distributions.ar1 import AR1Normal
 from flowvae.distributions.flow import FlowDistribution
 from flowvae.distributions.logistic import DiscretizedLogisticMixture
+from flowvae.distributions.pixelcnn import PixelCNNDistribution
 from flowvae.distributions.pyro_bridge import (
     NflowsConditionalTransformModule,
     NflowsTransformModule,
@@ -14,4 +15,5 @@ __all__ = [
     "FlowDistribution",
     "NflowsConditionalTransformModule",
     "NflowsTransformModule",
+    "PixelCNNDistribution",
 ]

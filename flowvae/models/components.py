@@ -33,16 +33,24 @@ def _as_shape(shape: Union[int, Sequence[int]]) -> Tuple[int, ...]:
 
 # ---------------------------------------------------------------------------- guide families
 class DiagonalNormalGuide(nn.Module):
-    """``q(z|x) = Normal(mu, exp(log_sigma))`` over a latent of any shape; params ``2 * |z|``."""
+    """``q(z|x) = Normal(mu, exp(log_sigma))`` over a latent of any shape; params ``2 * |z|``.
 
-    def __init__(self, latent_shape: Union[int, Sequence[int]]):
+    ``max_log_scale`` (default ``None``: unbounded) softly bounds ``log_sigma`` above,
+    ``max - softplus(max - raw)``: without a KL term (Zhao et al.'s unregularized objective)
+    nothing else stops the encoder's ``exp``-parameterised scale from running away."""
+
+    def __init__(self, latent_shape: Union[int, Sequence[int]],
+                 max_log_scale: Optional[float] = None):
         super().__init__()
         self.latent_shape = _as_shape(latent_shape)
         self.num_params = 2 * math.prod(self.latent_shape)
+        self.max_log_scale = max_log_scale
 
     def forward(self, params: Tensor):
         loc, log_scale = params.view(*params.shape[:-1], 2, *self.latent_shape).unbind(-1 - len(
             self.latent_shape))
+        if self.max_log_scale is not None:
+            log_scale = self.max_log_scale - F.softplus(self.max_log_scale - log_scale)
         return dist.Normal(loc, log_scale.exp()).to_event(len(self.latent_shape))
 
 
