@@ -350,3 +350,40 @@ def test_validation_rejects_bad_shapes():
     p = DiscretizedLogisticMixture(logits, loc, loc)
     with pytest.raises(ValueError):
         p.log_prob(torch.zeros(1, h, w))
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_gradients_finite_for_extreme_parameters(dtype):
+    # a VAE decoder can emit any log_scale and loc: a huge scale used to give NaN gradients
+    # (from log(1 - exp(x)) at x ~ 0, and the unused branch of its torch.where) even for the
+    # edge values 0 and 255, where that term is masked out of the result
+    log_scales = [-50.0, -7.0, 0.0, 5.0, 12.0, 15.0, 22.0, 40.0, 90.0, 200.0, 800.0]
+    locs = [-1e4, -30.0, -1.0, 0.0, 0.3, 1.0, 30.0, 1e4]
+    cases = [
+        (value, loc, log_scale)
+        for value in (0, 1, 127, 128, 254, 255)
+        for loc in locs
+        for log_scale in log_scales
+    ]
+    values, loc, log_scale = (torch.tensor(column, dtype=dtype) for column in zip(*cases))
+    n = len(cases)
+    # two components (the second a plain one) and RGB coupling, so every parameter is exercised
+    loc = torch.stack([loc, torch.zeros_like(loc)], -1).view(n, 2, 1, 1, 1).expand(n, 2, 3, 1, 1)
+    log_scale = torch.stack([log_scale, torch.full_like(log_scale, -2.0)], -1)
+    params = [
+        torch.tensor([0.0, -20.0], dtype=dtype).expand(n, 2).reshape(n, 2, 1, 1).clone(),
+        loc.clone(),
+        log_scale.view(n, 2, 1, 1, 1).expand(n, 2, 3, 1, 1).clone(),
+        torch.full((n, 2, 3, 1, 1), 0.5, dtype=dtype),
+    ]
+    for param in params:
+        param.requires_grad_()
+    images = values.view(n, 1, 1, 1).expand(n, 3, 1, 1)
+    log_prob = DiscretizedLogisticMixture(*params).log_prob(images)
+    assert torch.isfinite(log_prob).all()
+    log_prob.sum().backward()
+    for param in params:
+        assert torch.isfinite(param.grad).all()
+    # for a huge scale s an interior bin has probability ~ density 1 / (4 s) times width 2 / 255
+    huge = one_pixel([0.0], [[0.0]], [[200.0]]).log_prob(torch.tensor(128.0).view(1, 1, 1))
+    assert huge.item() == pytest.approx(-200.0 - math.log(510.0), abs=1e-3)

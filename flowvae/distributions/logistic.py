@@ -16,9 +16,45 @@ __all__ = ["DiscretizedLogisticMixture"]
 _MEAN_CHUNK = 32
 
 
+# below this ``u``, ``log(1 - exp(-u))`` is evaluated by its series in ``u`` (error < u^6 / 181440)
+_SERIES_BELOW = 1e-2
+# above this ``u``, ``log(1 - exp(-u)) = -exp(-u)`` is 0 in double precision (exp(-100) ~ 4e-44)
+_FLAT_ABOVE = 100.0
+
+
 def _log1mexp(x: torch.Tensor) -> torch.Tensor:
-    """``log(1 - exp(x))`` for ``x < 0``, accurate at both ends (Maechler, 2012)."""
-    return torch.where(x > -math.log(2.0), torch.log(-torch.expm1(x)), torch.log1p(-torch.exp(x)))
+    """``log(1 - exp(x))`` for ``x < 0``, accurate at both ends (Maechler, 2012).
+
+    Each branch of the ``torch.where`` gets an input inside its own range, so the branch that is
+    not taken stays finite: a non-finite value there would turn the gradient into ``0 * inf =
+    NaN`` (e.g. ``log1p(-exp(x))`` for ``x`` within float rounding of 0).
+    """
+    log2 = math.log(2.0)
+    near_zero = x > -log2
+    small = torch.log(-torch.expm1(torch.where(near_zero, x, torch.full_like(x, -log2))))
+    large = torch.log1p(-torch.exp(torch.where(near_zero, torch.full_like(x, -log2), x)))
+    return torch.where(near_zero, small, large)
+
+
+def _log1mexp_neg_exp(t: torch.Tensor) -> torch.Tensor:
+    """``log(1 - exp(-exp(t)))``, finite with finite gradients for every finite ``t``.
+
+    With ``u = exp(t)``: for ``u < 1e-2`` the series ``t - u/2 + u^2/24 - u^4/2880`` (from
+    ``log((1 - e^{-u}) / u) = -u/2 + log(sinh(u/2) / (u/2))``), which needs no ``u`` that
+    underflows to 0 and no ``1 / u`` that overflows; otherwise :func:`_log1mexp` of ``-u``, with
+    ``u`` capped at 100 where the result is 0 to double precision (so ``exp(t)`` cannot overflow
+    to inf and give ``0 * inf = NaN`` in the backward pass).
+    """
+    log_lo, log_hi = math.log(_SERIES_BELOW), math.log(_FLAT_ABOVE)
+    series_region = t < log_lo
+    ts = torch.where(series_region, t, torch.full_like(t, log_lo))
+    u = torch.exp(ts)
+    u2 = u * u
+    series = ts - u / 2 + u2 / 24 - u2 * u2 / 2880
+    direct = _log1mexp(
+        -torch.exp(torch.where(series_region, torch.full_like(t, log_lo), t).clamp(max=log_hi))
+    )
+    return torch.where(series_region, series, direct)
 
 
 def _coupling_index(channel: int, parent: int) -> int:
@@ -232,14 +268,17 @@ class DiscretizedLogisticMixture(TorchDistribution):
     def _bin_log_prob(self, value: torch.Tensor, loc: torch.Tensor) -> torch.Tensor:
         """Per-channel log-probabilities of integer ``value`` under each component."""
         h = self._half_range
-        inv_scale = torch.exp(-self._clamped_log_scale())
+        log_scale = self._clamped_log_scale()
+        inv_scale = torch.exp(-log_scale)
         centered = value / h - 1 - loc
         half_bin = 0.5 / h
         upper = (centered + half_bin) * inv_scale
         lower = (centered - half_bin) * inv_scale
         log_cdf_upper = F.logsigmoid(upper)
         log_sf_lower = F.logsigmoid(-lower)
-        interior = log_cdf_upper + log_sf_lower + _log1mexp(-2 * half_bin * inv_scale)
+        # log(1 - exp(-(upper - lower))) with upper - lower = 1 / (h s), from log_scale directly:
+        # finite (about -log_scale - log h) even where 1 / (h s) underflows to 0 for a huge scale
+        interior = log_cdf_upper + log_sf_lower + _log1mexp_neg_exp(-log_scale - math.log(h))
         return torch.where(
             value == 0,
             log_cdf_upper,
