@@ -172,7 +172,7 @@ class GeneralizedELBO(Trace_ELBO):
         unbiased: the unbiased MMD estimator instead of the biased one.
         analytic_kl: closed-form KL where available (mean-field guide assumed, as in
             :class:`pyro.infer.TraceMeanField_ELBO`).
-        num_particles, max_plate_nesting, vectorize_particles, **elbo_kwargs: as for
+        num_particles, max_plate_nesting, vectorize_particles, \*\*elbo_kwargs: as for
             :class:`pyro.infer.Trace_ELBO`.
 
     Example:
