@@ -69,6 +69,7 @@ def main(c: Config) -> list:
         train = train[: c.train_size]
     shape = tuple(train.shape[1:])
     rows = []
+    torch.manual_seed(c.seed)  # the initial weights too
     for name, model in candidates(shape, c):
         torch.manual_seed(c.seed)
         started = time.time()
