@@ -1,0 +1,952 @@
+"""Benchmark of :class:`flowvae.transforms.ConditionalRealNVP` (data -> noise, nflows direction).
+
+Times, per image shape, three operations of a conditional multi-scale RealNVP with a 32-dim
+context:
+
+* ``log_prob``: ``log N(f(x); 0, I) + log|det df/dx|`` under ``torch.no_grad()`` (scoring);
+* ``fwd+bwd``: the same with gradients, then ``backward()`` of ``-mean(log_prob)`` (a training
+  step without the optimiser);
+* ``sample``: ``f^{-1}(noise)`` under ``torch.no_grad()`` (sampling).
+
+Candidates, all with about the same number of parameters (``--params``; hidden widths are
+searched for each candidate, and printed):
+
+* ``plain-masked`` / ``plain-squeezed``: a plain PyTorch conditional multi-scale RealNVP written
+  here, with the VAPNEV multiplicative conditioner
+  ``h = alpha F(x_A) G(z) + beta1 F(x_A) + beta2 G(z) + bias``; they are the references;
+* ``flowvae-masked`` / ``flowvae-squeezed``: ``ConditionalRealNVP`` with the same weights as the
+  plain reference of its checkerboard realisation (checked to give the same outputs);
+* ``nflows``: the closest flow nflows builds by itself: ``MultiscaleCompositeTransform`` of
+  ``SqueezeTransform`` + ``AffineCouplingTransform`` (sub-pixel checkerboard and channel masks)
+  with ``ConvResidualNet`` conditioners that see the context as extra, spatially broadcast
+  channels;
+* ``flowvae-squeezed-compiled`` (``--compile``): ``torch.compile`` of ``flowvae-squeezed``.
+
+Architecture (RealNVP paper defaults): 2 scales, 3 checkerboard + 3 channel-wise couplings per
+scale, 4 final checkerboard couplings, 2 residual blocks, widths doubling per scale.
+
+Timings are interleaved in one process (every repeat runs every candidate once, in a rotated
+order) so that the load of a shared machine hits all candidates alike; the ratios to the plain
+reference of the same realisation are the meaningful numbers. Peak memory is measured separately
+(see :func:`measure_memory`). Results go to stdout as markdown and to ``--json``. This is a
+script: it writes JSON and gates no test.
+
+Usage::
+
+    python benchmarks/transforms.py --json transforms.json
+    python benchmarks/transforms.py --quick    # tiny shapes and flows, seconds (smoke test)
+"""
+
+from __future__ import annotations
+
+import argparse
+import ctypes
+import datetime
+import gc
+import importlib.metadata
+import json
+import math
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
+
+import torch
+import torch.nn.functional as F
+from nflows.nn.nets import ConvResidualNet
+from nflows.transforms import (
+    AffineCouplingTransform,
+    CompositeTransform,
+    MultiscaleCompositeTransform,
+    SqueezeTransform,
+)
+from torch import Tensor, nn
+
+from flowvae.transforms import ConditionalRealNVP
+
+SHAPES = {"mnist": (1, 28, 28), "cifar": (3, 32, 32)}
+QUICK_SHAPES = {"mnist": (1, 8, 8), "cifar": (3, 8, 8)}
+MODES = ("log_prob", "fwd+bwd", "sample")
+# RealNVP paper defaults, shared by every candidate.
+ARCH = dict(num_scales=2, num_checkerboard=3, num_channelwise=3, num_final=4, num_blocks=2)
+QUICK_ARCH = dict(num_scales=2, num_checkerboard=2, num_channelwise=2, num_final=2, num_blocks=1)
+REFERENCE = {
+    "plain-masked": None,
+    "flowvae-masked": "plain-masked",
+    "plain-squeezed": None,
+    "flowvae-squeezed": "plain-squeezed",
+    "nflows": "plain-squeezed",
+    "flowvae-squeezed-compiled": "plain-squeezed",
+}
+
+
+# --------------------------------------------------------------------------------------------
+# Plain PyTorch reference: the same math as ConditionalRealNVP, written without flowvae/nflows.
+# Squeezed tensors are kept as (B, 4, C, h, w): group g = 2 i + j holds sub-pixel (i, j) of every
+# 2x2 block, so both sub-pixel checkerboards and channel halves are pairs of groups.
+# --------------------------------------------------------------------------------------------
+
+
+def space_to_depth(x: Tensor) -> Tensor:
+    """``(B, C, H, W) -> (B, 4, C, H/2, W/2)``, group ``2 i + j`` = sub-pixel ``(i, j)``."""
+    b, c, h, w = x.shape
+    x = x.reshape(b, c, h // 2, 2, w // 2, 2).permute(0, 3, 5, 1, 2, 4)
+    return x.reshape(b, 4, c, h // 2, w // 2)
+
+
+def depth_to_space(x: Tensor) -> Tensor:
+    """Inverse of :func:`space_to_depth`."""
+    b, _, c, h, w = x.shape
+    x = x.reshape(b, 2, 2, c, h, w).permute(0, 3, 4, 1, 5, 2)
+    return x.reshape(b, c, 2 * h, 2 * w)
+
+
+class PlainResNet(nn.Module):
+    """``F``: 3x3 stem, pre-activation residual blocks, final ReLU."""
+
+    def __init__(self, in_channels: int, width: int, num_blocks: int):
+        super().__init__()
+        self.stem = nn.Conv2d(in_channels, width, 3, padding=1)
+        self.blocks = nn.ModuleList(
+            nn.ModuleList([nn.Conv2d(width, width, 3, padding=1) for _ in range(2)])
+            for _ in range(num_blocks)
+        )
+
+    def forward(self, x: Tensor) -> Tensor:
+        h = self.stem(x)
+        for first, second in self.blocks:
+            h = h + second(F.relu(first(F.relu(h))))
+        return F.relu(h)
+
+
+class PlainContextNet(nn.Module):
+    """``G``: linear map of the context to the smallest map reached by halving ``size``, then
+    stride-2 transposed convolutions back up to ``size``."""
+
+    def __init__(self, context_features: int, width: int, size: Tuple[int, int]):
+        super().__init__()
+        h, w = size
+        ups = 0
+        while h % 2 == 0 and w % 2 == 0:
+            h, w, ups = h // 2, w // 2, ups + 1
+        self.start = (width, h, w)
+        self.linear = nn.Linear(context_features, width * h * w)
+        self.ups = nn.ModuleList(
+            nn.ConvTranspose2d(width, width, 4, stride=2, padding=1) for _ in range(ups)
+        )
+
+    def forward(self, z: Tensor) -> Tensor:
+        g = self.linear(z).reshape(-1, *self.start)
+        for up in self.ups:
+            g = up(F.relu(g))
+        return g
+
+
+class PlainConditioner(nn.Module):
+    """VAPNEV multiplicative conditioner, then a 3x3 convolution to ``(raw log-scale, shift)``."""
+
+    def __init__(self, in_channels, out_channels, size, context_features, width, num_blocks):
+        super().__init__()
+        self.F = PlainResNet(in_channels, width, num_blocks)
+        self.bias = nn.Parameter(torch.zeros(width, 1, 1))
+        self.G = PlainContextNet(context_features, width, size)
+        self.alpha = nn.Parameter(torch.ones(width, 1, 1))
+        self.beta1 = nn.Parameter(torch.ones(width, 1, 1))
+        self.beta2 = nn.Parameter(torch.ones(width, 1, 1))
+        self.out = nn.Conv2d(width, out_channels, 3, padding=1)
+
+    def forward(self, x: Tensor, z: Tensor) -> Tensor:
+        f, g = self.F(x), self.G(z)
+        return self.out(self.alpha * f * g + self.beta1 * f + self.beta2 * g + self.bias)
+
+
+class PlainCoupling(nn.Module):
+    """``y_B = x_B exp(s) + t``, ``s = scale tanh(raw)``, ``(raw, t)`` from ``x_A`` and ``z``."""
+
+    def __init__(self, conditioner: nn.Module, changed_channels: int):
+        super().__init__()
+        self.scale = nn.Parameter(torch.ones(changed_channels, 1, 1))
+        self.net = conditioner
+
+    def log_scale_and_shift(self, kept: Tensor, z: Tensor) -> Tuple[Tensor, Tensor]:
+        raw, shift = self.net(kept, z).chunk(2, dim=1)
+        return self.scale * torch.tanh(raw), shift
+
+
+class MaskedCoupling(PlainCoupling):
+    """Checkerboard coupling at full resolution on ``(B, C, H, W)`` (the RealNVP paper)."""
+
+    def __init__(self, channels, size, parity, make_conditioner):
+        super().__init__(make_conditioner(channels, 2 * channels, size), channels)
+        rows, cols = torch.arange(size[0])[:, None], torch.arange(size[1])[None, :]
+        kept = ((rows + cols) % 2 == parity).to(torch.get_default_dtype())
+        self.register_buffer("kept", kept)
+        self.register_buffer("free", 1 - kept)
+
+    def _params(self, x: Tensor, z: Tensor) -> Tuple[Tensor, Tensor]:
+        s, t = self.log_scale_and_shift(x * self.kept, z)
+        return s * self.free, t * self.free
+
+    def forward(self, x: Tensor, z: Tensor) -> Tuple[Tensor, Tensor]:
+        s, t = self._params(x, z)
+        return x * torch.exp(s) + t, s.sum(dim=(1, 2, 3))
+
+    def inverse(self, y: Tensor, z: Tensor) -> Tuple[Tensor, Tensor]:
+        s, t = self._params(y, z)
+        return (y - t) * torch.exp(-s), -s.sum(dim=(1, 2, 3))
+
+
+class GroupCoupling(PlainCoupling):
+    """Coupling on a squeezed ``(B, 4, C, h, w)`` tensor: groups ``kept`` condition ``changed``.
+
+    ``kept=(0, 3)`` / ``(1, 2)`` is the squeezed checkerboard, ``kept=(0, 1)`` / ``(2, 3)`` the
+    channel-wise coupling (first / second half of the squeezed channels).
+    """
+
+    def __init__(self, channels, size, kept, make_conditioner):
+        super().__init__(make_conditioner(2 * channels, 4 * channels, size), 2 * channels)
+        self.kept = tuple(kept)
+        self.changed = tuple(g for g in range(4) if g not in self.kept)
+
+    def _couple(self, xs: Tensor, z: Tensor, inverse: bool) -> Tuple[Tensor, Tensor]:
+        groups = list(xs.unbind(1))
+        s, t = self.log_scale_and_shift(torch.cat([groups[g] for g in self.kept], 1), z)
+        changed = torch.cat([groups[g] for g in self.changed], 1)
+        if inverse:
+            changed, s = (changed - t) * torch.exp(-s), -s
+        else:
+            changed = changed * torch.exp(s) + t
+        for g, part in zip(self.changed, changed.chunk(2, dim=1)):
+            groups[g] = part
+        return torch.stack(groups, 1), s.sum(dim=(1, 2, 3))
+
+    def forward(self, xs, z):
+        return self._couple(xs, z, inverse=False)
+
+    def inverse(self, ys, z):
+        return self._couple(ys, z, inverse=True)
+
+
+class PlainRealNVP(nn.Module):
+    """Conditional multi-scale RealNVP, data -> noise, noise returned in the shape of the data.
+
+    Per scale: checkerboard couplings (``"masked"`` at full resolution, or ``"squeezed"`` on
+    sub-pixel groups), squeeze, channel-wise couplings, park half of the channels; the last
+    scale has only checkerboard couplings. Widths double per scale.
+    """
+
+    def __init__(self, shape, context_features, width, checkerboard, num_scales,
+                 num_checkerboard, num_channelwise, num_final, num_blocks):
+        super().__init__()
+        self.masked = checkerboard == "masked"
+        c, h, w = shape
+        self.scales = nn.ModuleList()
+        for _ in range(num_scales - 1):
+            scale = nn.Module()
+            scale.checker = self._checkerboard(c, (h, w), num_checkerboard, context_features,
+                                               width, num_blocks)
+            factory = _plain_factory(context_features, width, num_blocks)
+            scale.channel = nn.ModuleList(
+                GroupCoupling(c, (h // 2, w // 2), ((0, 1), (2, 3))[i % 2], factory)
+                for i in range(num_channelwise)
+            )
+            self.scales.append(scale)
+            c, h, w, width = 2 * c, h // 2, w // 2, 2 * width
+        self.final = self._checkerboard(c, (h, w), num_final, context_features, width,
+                                        num_blocks)
+
+    def _checkerboard(self, c, size, count, context_features, width, num_blocks):
+        factory = _plain_factory(context_features, width, num_blocks)
+        if self.masked:
+            return nn.ModuleList(MaskedCoupling(c, size, i % 2, factory) for i in range(count))
+        half = (size[0] // 2, size[1] // 2)
+        return nn.ModuleList(
+            GroupCoupling(c, half, ((0, 3), (1, 2))[i % 2], factory) for i in range(count)
+        )
+
+    def _checker(self, layers, x, z, inverse):
+        logdet = x.new_zeros(x.shape[0])
+        if not self.masked:
+            x = space_to_depth(x)
+        for layer in (reversed(layers) if inverse else layers):
+            x, ld = layer.inverse(x, z) if inverse else layer(x, z)
+            logdet = logdet + ld
+        return (x if self.masked else depth_to_space(x)), logdet
+
+    def forward(self, x: Tensor, z: Tensor) -> Tuple[Tensor, Tensor]:
+        logdet, parked = x.new_zeros(x.shape[0]), []
+        for scale in self.scales:
+            x, ld = self._checker(scale.checker, x, z, inverse=False)
+            xs = space_to_depth(x)
+            for layer in scale.channel:
+                xs, ld_channel = layer(xs, z)
+                ld = ld + ld_channel
+            logdet = logdet + ld
+            parked.append(xs[:, :2])
+            x = xs[:, 2:].flatten(1, 2)
+        x, ld = self._checker(self.final, x, z, inverse=False)
+        for part in reversed(parked):
+            x = depth_to_space(torch.cat([part, x.unflatten(1, (2, -1))], 1))
+        return x, logdet + ld
+
+    def inverse(self, y: Tensor, z: Tensor) -> Tuple[Tensor, Tensor]:
+        parked = []
+        for _ in self.scales:
+            ys = space_to_depth(y)
+            parked.append(ys[:, :2])
+            y = ys[:, 2:].flatten(1, 2)
+        y, logdet = self._checker(self.final, y, z, inverse=True)
+        for scale, part in zip(reversed(self.scales), reversed(parked)):
+            ys = torch.cat([part, y.unflatten(1, (2, -1))], 1)
+            for layer in reversed(scale.channel):
+                ys, ld = layer.inverse(ys, z)
+                logdet = logdet + ld
+            y, ld = self._checker(scale.checker, depth_to_space(ys), z, inverse=True)
+            logdet = logdet + ld
+        return y, logdet
+
+
+def _plain_factory(context_features, width, num_blocks):
+    def make(in_channels, out_channels, size):
+        return PlainConditioner(in_channels, out_channels, size, context_features, width,
+                                num_blocks)
+    return make
+
+
+# --------------------------------------------------------------------------------------------
+# The closest flow nflows builds by itself.
+# --------------------------------------------------------------------------------------------
+
+
+class BroadcastContextResNet(nn.Module):
+    """nflows ``ConvResidualNet`` whose context channels are a linear projection of the context
+    vector, broadcast over the image (``ConvResidualNet`` concatenates context channels)."""
+
+    def __init__(self, in_channels, out_channels, context_features, context_channels, width,
+                 num_blocks):
+        super().__init__()
+        self.project = nn.Linear(context_features, context_channels)
+        self.net = ConvResidualNet(in_channels, out_channels, width,
+                                   context_channels=context_channels, num_blocks=num_blocks)
+
+    def forward(self, x: Tensor, context: Tensor) -> Tensor:
+        c = self.project(context)[:, :, None, None].expand(-1, -1, *x.shape[2:])
+        return self.net(x, c)
+
+
+def nflows_flow(shape, context_features, context_channels, width, num_scales, num_checkerboard,
+                num_channelwise, num_final, num_blocks) -> MultiscaleCompositeTransform:
+    """Each level squeezes first, so the checkerboard is a mask over sub-pixel channels: nflows'
+    squeeze puts sub-pixel ``(i, j)`` of channel ``c`` at ``4 c + 2 i + j``. The channel-wise
+    mask transforms sub-pixel row ``i = 1`` (the same partition as flowvae's channel halves)."""
+    flow = MultiscaleCompositeTransform(num_transforms=num_scales)
+    c, h, w = shape
+    for level in range(num_scales):
+        c, h, w = 4 * c, h // 2, w // 2
+        sub_pixel = torch.arange(c) % 4
+        checker = [(sub_pixel == 1) | (sub_pixel == 2), (sub_pixel == 0) | (sub_pixel == 3)]
+        channel = [sub_pixel >= 2, sub_pixel < 2]
+
+        def make(in_channels, out_channels, width=width):
+            return BroadcastContextResNet(in_channels, out_channels, context_features,
+                                          context_channels, width, num_blocks)
+
+        last = level == num_scales - 1
+        masks = [checker[i % 2] for i in range(num_final if last else num_checkerboard)]
+        if not last:
+            masks += [channel[i % 2] for i in range(num_channelwise)]
+        layers = [SqueezeTransform()] + [
+            AffineCouplingTransform(mask.int(), make) for mask in masks
+        ]
+        next_shape = flow.add_transform(CompositeTransform(layers), (c, h, w))
+        if next_shape is not None:
+            c, h, w = next_shape
+        width *= 2
+    return flow
+
+
+# --------------------------------------------------------------------------------------------
+# Candidates
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Candidate:
+    """A flow under test, behind one interface: ``forward(x, z) -> (noise, logabsdet)``."""
+
+    name: str
+    width: int
+    module: nn.Module
+    forward: Callable[[Tensor, Tensor], Tuple[Tensor, Tensor]]
+    inverse: Callable[[Tensor, Tensor], Tuple[Tensor, Tensor]]
+    flat_noise: bool = False  # nflows' multi-scale transform returns (B, D) noise
+    compile_s: Optional[float] = None
+
+    @property
+    def reference(self) -> Optional[str]:
+        return REFERENCE[self.name]
+
+    def log_prob(self, x: Tensor, z: Tensor) -> Tensor:
+        noise, logabsdet = self.forward(x, z)
+        flat = noise.flatten(1)
+        return logabsdet - 0.5 * (flat ** 2).sum(1) - 0.5 * flat.shape[1] * math.log(2 * math.pi)
+
+    def noise_from(self, image_noise: Tensor) -> Tensor:
+        return image_noise.flatten(1) if self.flat_noise else image_noise
+
+
+def build_module(kind: str, shape, width: int, cfg: Config) -> nn.Module:
+    arch = QUICK_ARCH if cfg.quick else ARCH
+    if kind.startswith("flowvae-"):
+        return ConditionalRealNVP(
+            shape, context_features=cfg.context_features, hidden_channels=width,
+            conditioner="multiplicative", checkerboard=kind.split("-")[1], **arch,
+        )
+    if kind.startswith("plain-"):
+        return PlainRealNVP(shape, cfg.context_features, width, kind.split("-")[1], **arch)
+    if kind == "nflows":
+        return nflows_flow(shape, cfg.context_features, cfg.context_channels, width, **arch)
+    raise ValueError(f"unknown candidate {kind!r}")
+
+
+def parameter_count(module: nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters() if p.requires_grad)
+
+
+def width_for(kind: str, shape, target: int, cfg: Config) -> int:
+    """The hidden width whose parameter count is closest to ``target`` (counts grow with it)."""
+    def count(width):
+        return parameter_count(build_module(kind, shape, width, cfg))
+
+    low, high = 1, 2
+    while count(high) < target:
+        low, high = high, 2 * high
+    while high - low > 1:
+        mid = (low + high) // 2
+        low, high = (mid, high) if count(mid) < target else (low, mid)
+    return min((low, high), key=lambda w: abs(count(w) - target))
+
+
+def perturb_zero_init(module: nn.Module, std: float, generator: torch.Generator) -> None:
+    """flowvae zero-initialises the last conditioner layer (every flow starts as the identity);
+    give such parameters small random values so that the benchmarked flows are not trivial."""
+    with torch.no_grad():
+        for p in module.parameters():
+            if not p.any():
+                p.copy_(std * torch.randn(p.shape, generator=generator))
+
+
+def copy_parameters(source: nn.Module, target: nn.Module) -> bool:
+    """Copy parameters in registration order; False (nothing copied) if the shapes differ."""
+    src, dst = list(source.parameters()), list(target.parameters())
+    if len(src) != len(dst) or any(a.shape != b.shape for a, b in zip(src, dst)):
+        return False
+    with torch.no_grad():
+        for a, b in zip(src, dst):
+            b.copy_(a)
+    return True
+
+
+def build_candidates(names: Sequence[str], shape, widths: Dict[str, int], cfg: Config,
+                     device: torch.device) -> Tuple[List[Candidate], Dict[str, object]]:
+    """Build the candidates; plain references get the weights of their flowvae counterpart."""
+    built: Dict[str, nn.Module] = {}
+    shared: Dict[str, object] = {}
+    generator = torch.Generator().manual_seed(cfg.seed)
+    for name in names:
+        if name == "flowvae-squeezed-compiled":
+            continue
+        torch.manual_seed(cfg.seed)
+        module = build_module(name, shape, widths[name], cfg)
+        if name.startswith("flowvae-"):
+            perturb_zero_init(module, cfg.init_std, generator)
+        built[name] = module
+    for name, module in built.items():
+        twin = "flowvae-" + name.split("-")[1] if name.startswith("plain-") else None
+        if twin in built:
+            shared[name] = copy_parameters(built[twin], module)
+    candidates = []
+    for name in names:
+        if name == "flowvae-squeezed-compiled":
+            module = built["flowvae-squeezed"]
+            candidates.append(Candidate(
+                name, widths["flowvae-squeezed"], module,
+                torch.compile(module, dynamic=False), torch.compile(module.inverse, dynamic=False),
+            ))
+            continue
+        module = built[name].to(device)
+        candidates.append(Candidate(name, widths[name], module, module, module.inverse,
+                                    flat_noise=name == "nflows"))
+    return candidates, shared
+
+
+# --------------------------------------------------------------------------------------------
+# Operations, checks, timing and memory
+# --------------------------------------------------------------------------------------------
+
+
+def operation(mode: str, cand: Candidate, x: Tensor, z: Tensor, noise: Tensor) -> Callable:
+    if mode == "log_prob":
+        def run():
+            with torch.no_grad():
+                cand.log_prob(x, z)
+    elif mode == "fwd+bwd":
+        params = list(cand.module.parameters())
+
+        def run():
+            for p in params:
+                p.grad = None
+            (-cand.log_prob(x, z).mean()).backward()
+    elif mode == "sample":
+        flat = cand.noise_from(noise)
+
+        def run():
+            with torch.no_grad():
+                cand.inverse(flat, z)
+    else:
+        raise ValueError(f"unknown mode {mode!r}")
+    return run
+
+
+def check(cand: Candidate, x: Tensor, z: Tensor) -> Dict[str, float]:
+    """Shapes, inverse(forward(x)) == x and opposite log-dets; raises if they fail."""
+    with torch.no_grad():
+        noise, logdet = cand.forward(x, z)
+        back, logdet_back = cand.inverse(noise, z)
+    if noise.numel() != x.numel() or logdet.shape != (x.shape[0],) or back.shape != x.shape:
+        raise RuntimeError(f"{cand.name}: noise {tuple(noise.shape)}, log-det "
+                           f"{tuple(logdet.shape)}, inverse {tuple(back.shape)} for x "
+                           f"{tuple(x.shape)}")
+    err = (back - x).abs().max().item()
+    err_logdet = (logdet + logdet_back).abs().max().item()
+    if err > 1e-3 or err_logdet > 1e-4 * (1 + logdet.abs().max().item()):
+        raise RuntimeError(f"{cand.name}: |inverse(forward(x)) - x| = {err:.2e}, "
+                           f"|logdet + inverse logdet| = {err_logdet:.2e}")
+    return {"inverse_max_abs_err": err, "logdet_sum_max_abs": err_logdet,
+            "logdet_mean": logdet.mean().item()}
+
+
+def same_outputs(a: Candidate, b: Candidate, x: Tensor, z: Tensor) -> float:
+    """Largest difference between the noises and log-dets of two candidates."""
+    with torch.no_grad():
+        (na, la), (nb, lb) = a.forward(x, z), b.forward(x, z)
+    return max((na - nb).abs().max().item(), ((la - lb).abs() / (1 + lb.abs())).max().item())
+
+
+def synchronizer(device: torch.device) -> Callable[[], None]:
+    if device.type == "cuda":
+        return lambda: torch.cuda.synchronize(device)
+    return lambda: None
+
+
+def log(message: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+def time_interleaved(candidates, runs, modes, repeats, sync) -> Dict[str, Dict[str, List[float]]]:
+    """Seconds per call; each repeat visits every (mode, candidate) once, order rotated."""
+    times: Dict[str, Dict[str, List[float]]] = {m: {c.name: [] for c in candidates} for m in modes}
+    for r in range(repeats):
+        log(f"repeat {r + 1}/{repeats}")
+        order = candidates[r % len(candidates):] + candidates[:r % len(candidates)]
+        for mode in modes:
+            for cand in order:
+                run = runs[mode][cand.name]
+                sync()
+                start = time.perf_counter()
+                run()
+                sync()
+                times[mode][cand.name].append(time.perf_counter() - start)
+    return times
+
+
+def _status_kib(key: str) -> int:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(key + ":"):
+                return int(line.split()[1])
+    raise KeyError(key)
+
+
+def _reset_peak_rss() -> None:
+    with open("/proc/self/clear_refs", "w") as f:
+        f.write("5")  # resets VmHWM to the current RSS (Linux >= 4.0)
+
+
+def peak_bytes(run: Callable[[], None], device: torch.device) -> int:
+    """Peak memory of one call above what was in use just before it.
+
+    CUDA: ``torch.cuda.max_memory_allocated`` (tensors only). CPU: growth of the process's
+    peak resident set (``VmHWM``, reset through ``/proc/self/clear_refs``), which counts every
+    allocation touched (tensors, oneDNN scratch space, allocator slack)."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+        torch.cuda.reset_peak_memory_stats(device)
+        before = torch.cuda.memory_allocated(device)
+        run()
+        torch.cuda.synchronize(device)
+        return torch.cuda.max_memory_allocated(device) - before
+    _reset_peak_rss()
+    before = _status_kib("VmRSS")
+    run()
+    return (_status_kib("VmHWM") - before) * 1024
+
+
+def measure_memory(cfg: Config, plan: Dict[str, dict]) -> Dict[str, Dict[str, Dict[str, int]]]:
+    """Peak bytes per shape, mode and candidate (the compiled candidate is left out).
+
+    On CPU this runs in a fresh subprocess that makes glibc return every allocation of 64 KiB
+    or more to the system when it is freed (``mallopt(M_MMAP_THRESHOLD)``), so that the resident
+    set follows the live memory instead of the allocator's cache; on CUDA it runs here."""
+    if torch.device(cfg.device).type == "cuda":
+        return _memory_probe(cfg, plan)
+    cmd = [sys.executable, os.path.abspath(__file__), "--_memory-probe",
+           json.dumps({"config": asdict(cfg), "plan": plan})]
+    done = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise RuntimeError(f"memory probe failed:\n{done.stderr[-4000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def _memory_probe(cfg: Config, plan: Dict[str, dict]) -> Dict[str, Dict[str, Dict[str, int]]]:
+    device = torch.device(cfg.device)
+    if device.type == "cpu":
+        if not os.access("/proc/self/clear_refs", os.W_OK):
+            raise RuntimeError("peak RSS needs Linux's /proc/self/clear_refs")
+        libc = ctypes.CDLL("libc.so.6")
+        m_trim_threshold, m_mmap_threshold = -1, -3
+        if not (libc.mallopt(m_mmap_threshold, 64 * 1024) and libc.mallopt(m_trim_threshold, 0)):
+            raise RuntimeError("mallopt failed")
+    out: Dict[str, Dict[str, Dict[str, int]]] = {}
+    for shape_name, info in plan.items():
+        names = [n for n in info["widths"] if n != "flowvae-squeezed-compiled"]
+        candidates, _ = build_candidates(names, tuple(info["shape"]), info["widths"], cfg, device)
+        x, z, noise = make_inputs(cfg, tuple(info["shape"]), device)
+        out[shape_name] = {mode: {} for mode in cfg.modes}
+        gc.collect()  # once: tensors are freed by reference counting, a collection takes 0.1 s
+        for cand in candidates:
+            for mode in cfg.modes:
+                run = operation(mode, cand, x, z, noise)
+                run()  # one-time allocations (oneDNN primitives, grads) are not the steady state
+                out[shape_name][mode][cand.name] = peak_bytes(run, device)
+        del candidates
+    return out
+
+
+def make_inputs(cfg: Config, shape, device) -> Tuple[Tensor, Tensor, Tensor]:
+    generator = torch.Generator().manual_seed(cfg.seed + 1)
+    x = torch.randn(cfg.batch_size, *shape, generator=generator)
+    z = torch.randn(cfg.batch_size, cfg.context_features, generator=generator)
+    noise = torch.randn(cfg.batch_size, *shape, generator=generator)
+    return x.to(device), z.to(device), noise.to(device)
+
+
+# --------------------------------------------------------------------------------------------
+# Reporting
+# --------------------------------------------------------------------------------------------
+
+
+def machine_info(device: torch.device) -> Dict[str, object]:
+    cpu = platform.processor() or "unknown"
+    try:
+        lscpu = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout
+        cpu = next(line.split(":", 1)[1].strip() for line in lscpu.splitlines()
+                   if line.startswith("Model name"))
+    except (OSError, subprocess.CalledProcessError, StopIteration):
+        pass
+    info = {
+        "cpu_model": cpu,
+        "cpu_count": os.cpu_count(),
+        "cpus_usable": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
+        "torch_threads": torch.get_num_threads(),
+        "torch_interop_threads": torch.get_num_interop_threads(),
+        "torch": torch.__version__,
+        "nflows": importlib.metadata.version("nflows"),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "mkldnn": torch.backends.mkldnn.is_available(),
+        "device": str(device),
+        "load_average_start": os.getloadavg(),
+    }
+    if device.type == "cuda":
+        info["gpu"] = torch.cuda.get_device_name(device)
+    return info
+
+
+def quartiles(values: List[float]) -> List[float]:
+    if len(values) == 1:
+        return [values[0]] * 3
+    return statistics.quantiles(values, n=4, method="inclusive")
+
+
+def summarise(samples: List[float]) -> Dict[str, float]:
+    q = quartiles(samples)
+    return {"median_ms": 1e3 * statistics.median(samples), "q25_ms": 1e3 * q[0],
+            "q75_ms": 1e3 * q[2], "min_ms": 1e3 * min(samples)}
+
+
+def paired_ratio(samples: List[float], reference: List[float]) -> Dict[str, float]:
+    """Median and quartiles of the per-repeat ratios (same repeat = similar machine load)."""
+    ratios = [a / b for a, b in zip(samples, reference)]
+    q = quartiles(ratios)
+    return {"median": statistics.median(ratios), "q25": q[0], "q75": q[2]}
+
+
+def targets(result: dict, modes: Sequence[str]) -> List[dict]:
+    """The issue's targets: flowvae within 5% of its plain counterpart; flowvae-squeezed faster
+    than the nflows-built flow (both on ratios of medians)."""
+    rows = []
+    for mode in modes:
+        stats = result["timings"][mode]
+        for name in ("flowvae-masked", "flowvae-squeezed"):
+            if name in stats and stats[name]["ratio"] is not None:
+                ratio = stats[name]["ratio"]
+                rows.append({"mode": mode, "target": f"{name} / {REFERENCE[name]} <= 1.05",
+                             "value": ratio, "met": ratio <= 1.05})
+        if "flowvae-squeezed" in stats and "nflows" in stats:
+            ratio = stats["flowvae-squeezed"]["median_ms"] / stats["nflows"]["median_ms"]
+            rows.append({"mode": mode, "target": "flowvae-squeezed / nflows < 1",
+                         "value": ratio, "met": ratio < 1})
+    return rows
+
+
+def markdown(shape_name: str, result: dict, modes: Sequence[str]) -> str:
+    b = result["batch_size"]
+    lines = [f"### {shape_name} (B={b}, {' x '.join(map(str, result['shape']))}, context 32)", "",
+             "| mode | candidate | width | params | median ms | IQR ms | min ms | ratio "
+             "| paired ratio [IQR] | peak MB |", "|---|---|" + "---:|" * 8]
+    for mode in modes:
+        for name, st in result["timings"][mode].items():
+            info = result["candidates"][name]
+            ratio = "ref" if st["ratio"] is None else f"{st['ratio']:.2f}"
+            paired = "" if st["paired"] is None else (
+                f"{st['paired']['median']:.2f} [{st['paired']['q25']:.2f}, "
+                f"{st['paired']['q75']:.2f}]")
+            mem = st.get("peak_bytes")
+            mem = "n/a" if mem is None else f"{mem / 2 ** 20:.1f}"
+            lines.append(
+                f"| {mode} | {name} | {info['width']} | {info['params'] / 1e6:.3f}M "
+                f"| {st['median_ms']:.1f} | {st['q25_ms']:.1f}-{st['q75_ms']:.1f} "
+                f"| {st['min_ms']:.1f} | {ratio} | {paired} | {mem} |")
+    spread = result["params_max_over_min"]
+    checks = result["checks"]
+    inverse_err = max(c["inverse_max_abs_err"] for c in checks.values())
+    same = [f"{n} = {c['same_outputs_as']}: {c['max_output_diff']:.1e}" if c["same_outputs_as"]
+            else f"{n}: NOT CHECKED (parameters do not line up)"
+            for n, c in checks.items() if "same_outputs_as" in c]
+    lines += ["", f"Parameter counts: largest / smallest = {spread:.3f}"
+              + ("" if spread <= 1.1 else " (NOT within 10%: widths are too coarse here)")
+              + f". Checks: max |inverse(forward(x)) - x| = {inverse_err:.1e} over candidates; "
+              "same weights, same outputs (max diff): " + "; ".join(same) + "."]
+    lines += ["", "| mode | target | value | met |", "|---|---|---:|---|"]
+    for row in result["targets"]:
+        lines.append(f"| {row['mode']} | {row['target']} | {row['value']:.2f} "
+                     f"| {'yes' if row['met'] else 'NO'} |")
+    return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------------------------
+# Main
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Config:
+    device: str = "cpu"
+    repeats: int = 10
+    warmup: int = 2
+    batch_size: int = 64
+    shapes: Tuple[str, ...] = ("mnist", "cifar")
+    modes: Tuple[str, ...] = MODES
+    quick: bool = False
+    params: int = 1_800_000
+    context_features: int = 32
+    context_channels: int = 4
+    init_std: float = 0.01
+    compile: bool = False
+    memory: bool = True
+    seed: int = 0
+    json: Optional[str] = None
+    command: str = field(default="", compare=False)
+
+
+def parse_args(argv: Optional[Sequence[str]] = None) -> Config:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--device", default="cpu", help="torch device (cpu, cuda, cuda:1, ...)")
+    p.add_argument("--repeats", type=int, default=None, help="timed calls per candidate and mode")
+    p.add_argument("--warmup", type=int, default=None, help="untimed calls before timing")
+    p.add_argument("--batch-size", type=int, default=None)
+    p.add_argument("--shapes", default="mnist,cifar", help=f"comma list of {sorted(SHAPES)}")
+    p.add_argument("--modes", default=",".join(MODES), help=f"comma list of {MODES}")
+    p.add_argument("--params", type=int, default=None,
+                   help="target parameter count; each candidate's width is chosen to match it")
+    p.add_argument("--context-channels", type=int, default=4,
+                   help="channels the context is projected to for the nflows flow")
+    p.add_argument("--compile", action="store_true",
+                   help="add torch.compile'd flowvae-squeezed as a candidate")
+    p.add_argument("--no-memory", action="store_true", help="skip the peak-memory measurement")
+    p.add_argument("--quick", action="store_true",
+                   help="tiny shapes, batch and architecture (seconds): a smoke test")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--json", default=None, metavar="OUT.json", help="write all results here")
+    p.add_argument("--_memory-probe", dest="memory_probe", default=None, help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    if args.memory_probe is not None:
+        return args  # type: ignore[return-value]
+    shapes = tuple(s.strip() for s in args.shapes.split(",") if s.strip())
+    modes = tuple(m.strip() for m in args.modes.split(",") if m.strip())
+    for s in shapes:
+        if s not in SHAPES:
+            p.error(f"unknown shape {s!r}; choose from {sorted(SHAPES)}")
+    for m in modes:
+        if m not in MODES:
+            p.error(f"unknown mode {m!r}; choose from {MODES}")
+    quick = args.quick
+
+    def pick(value, full, small):
+        return value if value is not None else (small if quick else full)
+
+    return Config(
+        device=args.device, repeats=pick(args.repeats, 10, 2), warmup=pick(args.warmup, 2, 1),
+        batch_size=pick(args.batch_size, 64, 2), shapes=shapes, modes=modes, quick=quick,
+        params=pick(args.params, 1_800_000, 20_000), context_channels=args.context_channels,
+        compile=args.compile, memory=not args.no_memory, seed=args.seed, json=args.json,
+        command=" ".join(["python"] + [os.path.relpath(sys.argv[0])] + sys.argv[1:]),
+    )
+
+
+def run_shape(cfg: Config, shape_name: str, device: torch.device, sync) -> dict:
+    shape = (QUICK_SHAPES if cfg.quick else SHAPES)[shape_name]
+    names = ["plain-masked", "flowvae-masked", "plain-squeezed", "flowvae-squeezed", "nflows"]
+    widths = {n: width_for(n, shape, cfg.params, cfg)
+              for n in ("flowvae-masked", "flowvae-squeezed", "nflows")}
+    widths["plain-masked"], widths["plain-squeezed"] = (widths["flowvae-masked"],
+                                                        widths["flowvae-squeezed"])
+    if cfg.compile:
+        names.append("flowvae-squeezed-compiled")
+        widths["flowvae-squeezed-compiled"] = widths["flowvae-squeezed"]
+    log(f"{shape_name}: widths {widths}")
+    candidates, shared = build_candidates(names, shape, widths, cfg, device)
+    x, z, noise = make_inputs(cfg, shape, device)
+    by_name = {c.name: c for c in candidates}
+
+    checks: Dict[str, dict] = {}
+    for cand in candidates:
+        if cand.name == "flowvae-squeezed-compiled":
+            start = time.perf_counter()
+            checks[cand.name] = check(cand, x, z)
+            cand.compile_s = time.perf_counter() - start  # compiling forward and inverse
+        else:
+            checks[cand.name] = check(cand, x, z)
+        twin = {"plain-masked": "flowvae-masked", "plain-squeezed": "flowvae-squeezed",
+                "flowvae-squeezed-compiled": "flowvae-squeezed"}.get(cand.name)
+        if twin is not None and (shared.get(cand.name, True)):
+            diff = same_outputs(by_name[twin], cand, x, z)
+            checks[cand.name]["same_outputs_as"] = twin
+            checks[cand.name]["max_output_diff"] = diff
+            if diff > 1e-3:
+                raise RuntimeError(f"{cand.name} and {twin} share weights but differ by {diff}")
+        elif twin is not None:
+            checks[cand.name]["same_outputs_as"] = None  # parameters did not line up
+
+    runs = {m: {c.name: operation(m, c, x, z, noise) for c in candidates} for m in cfg.modes}
+    log(f"{shape_name}: checks passed, warming up")
+    for cand in candidates:
+        for mode in cfg.modes:
+            start = time.perf_counter()
+            for _ in range(cfg.warmup):
+                runs[mode][cand.name]()
+            if cand.name == "flowvae-squeezed-compiled" and mode == "fwd+bwd":
+                # the grad-mode graph and its backward compile on the first warm-up call
+                cand.compile_s = (cand.compile_s or 0) + time.perf_counter() - start
+    sync()
+    times = time_interleaved(candidates, runs, cfg.modes, cfg.repeats, sync)
+
+    result = {
+        "shape": list(shape), "batch_size": cfg.batch_size,
+        "candidates": {c.name: {"width": c.width, "params": parameter_count(c.module),
+                                "reference": c.reference, "compile_s": c.compile_s}
+                       for c in candidates},
+        "checks": checks, "timings": {},
+    }
+    for mode in cfg.modes:
+        result["timings"][mode] = {}
+        for cand in candidates:
+            st = summarise(times[mode][cand.name])
+            ref = cand.reference
+            st["ratio"] = None if ref is None else (
+                st["median_ms"] / summarise(times[mode][ref])["median_ms"])
+            st["paired"] = None if ref is None else paired_ratio(times[mode][cand.name],
+                                                                 times[mode][ref])
+            st["times_ms"] = [1e3 * t for t in times[mode][cand.name]]
+            result["timings"][mode][cand.name] = st
+    counts = [info["params"] for info in result["candidates"].values()]
+    result["params_max_over_min"] = max(counts) / min(counts)
+    result["plan"] = {"shape": list(shape), "widths": widths}
+    return result
+
+
+def main(argv: Optional[Sequence[str]] = None) -> dict:
+    cfg = parse_args(argv)
+    if not isinstance(cfg, Config):  # the memory probe subprocess
+        spec = json.loads(cfg.memory_probe)
+        conf = spec["config"]
+        conf["shapes"], conf["modes"] = tuple(conf["shapes"]), tuple(conf["modes"])
+        print(json.dumps(_memory_probe(Config(**conf), spec["plan"])))
+        return {}
+    device = torch.device(cfg.device)
+    sync = synchronizer(device)
+    report = {"config": asdict(cfg), "machine": machine_info(device),
+              "architecture": QUICK_ARCH if cfg.quick else ARCH,
+              "date": datetime.datetime.now().isoformat(timespec="seconds"), "shapes": {}}
+    started = time.perf_counter()
+    for shape_name in cfg.shapes:
+        report["shapes"][shape_name] = run_shape(cfg, shape_name, device, sync)
+    if cfg.memory:
+        plan = {s: r["plan"] for s, r in report["shapes"].items()}
+        log("peak memory (subprocess)" if device.type == "cpu" else "peak memory")
+        try:
+            peaks = measure_memory(cfg, plan)
+        except (RuntimeError, OSError) as error:  # keep the timings
+            log(f"peak memory not measured: {error}")
+            report["memory_error"], peaks = str(error), {}
+        for s, per_mode in peaks.items():
+            for mode, per_cand in per_mode.items():
+                for name, value in per_cand.items():
+                    report["shapes"][s]["timings"][mode][name]["peak_bytes"] = value
+    report["memory_measure"] = None if not cfg.memory else (
+        "torch.cuda.max_memory_allocated minus memory allocated before the call"
+        if device.type == "cuda" else
+        "growth of peak RSS (VmHWM after clear_refs) over RSS before one call, in a subprocess "
+        "with mallopt(M_MMAP_THRESHOLD=64KiB); includes oneDNN scratch and allocator slack")
+    report["machine"]["load_average_end"] = os.getloadavg()
+    report["wall_s"] = time.perf_counter() - started
+    for result in report["shapes"].values():
+        result["targets"] = targets(result, cfg.modes)
+    m = report["machine"]
+    print(f"# ConditionalRealNVP benchmark ({report['date']})\n\n"
+          f"`{cfg.command}`\n\n"
+          f"{m['cpu_model']}, {m['cpus_usable']} usable CPUs, torch {m['torch']} "
+          f"({m['torch_threads']} threads), nflows {m['nflows']}, device {m['device']}"
+          f"{', ' + m['gpu'] if 'gpu' in m else ''}; {cfg.repeats} interleaved repeats, "
+          f"{cfg.warmup} warm-up calls; load average {m['load_average_start'][0]:.2f} -> "
+          f"{m['load_average_end'][0]:.2f}; {report['wall_s']:.0f} s.\n")
+    for s, result in report["shapes"].items():
+        print(markdown(s, result, cfg.modes) + "\n")
+    compiled = {s: r["candidates"].get("flowvae-squeezed-compiled", {}).get("compile_s")
+                for s, r in report["shapes"].items()}
+    if cfg.compile:
+        print("compile time (s): " + ", ".join(f"{s} {v:.0f}" for s, v in compiled.items()))
+    if cfg.json:
+        with open(cfg.json, "w") as f:
+            json.dump(report, f, indent=1)
+    return report
+
+
+if __name__ == "__main__":
+    main()
