@@ -1,6 +1,8 @@
 """Shared test harness: fixed seeds, a clean Pyro state per test, float64 on request, --device."""
 
+import importlib.util
 import os
+import sys
 
 import pyro
 import pytest
@@ -56,3 +58,19 @@ def data_root():
     if root is None or not os.path.isdir(root):
         pytest.skip("offline datasets not found: set FLOWVAE_DATA to a folder holding MNIST/raw")
     return root
+
+
+@pytest.fixture
+def load_example(monkeypatch):
+    """``load_example("vapnev")`` imports ``examples/vapnev.py`` as a module."""
+
+    def load(name):
+        root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+        path = os.path.join(root, "examples", f"{name}.py")
+        spec = importlib.util.spec_from_file_location(f"examples_{name}", path)
+        module = importlib.util.module_from_spec(spec)
+        monkeypatch.setitem(sys.modules, spec.name, module)  # dataclasses look it up there
+        spec.loader.exec_module(module)
+        return module
+
+    return load

@@ -11,16 +11,7 @@ import pytest
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def load_example(name):
-    path = os.path.join(ROOT, "examples", f"{name}.py")
-    spec = importlib.util.spec_from_file_location(f"examples_{name}", path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
-
-
-def test_vapnev_example_writes_metrics_and_grids(tmp_path, capsys):
+def test_vapnev_example_writes_metrics_and_grids(tmp_path, capsys, load_example):
     example = load_example("vapnev")
     config = example.Config(epochs=1, max_steps_per_epoch=2, iwae=3, flow_channels=4,
                             hidden=4, out=str(tmp_path))
@@ -43,7 +34,7 @@ def test_ruff_passes():
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-def test_vapnev_comparison_example_runs_all_four_models(tmp_path):
+def test_vapnev_comparison_example_runs_all_four_models(tmp_path, load_example):
     example = load_example("vapnev_compare")
     rows = example.main(example.Config(epochs=1, train_size=64, test_size=8, flow_channels=4,
                                        latent_dim=2, iwae=2, out=str(tmp_path)))
@@ -52,7 +43,8 @@ def test_vapnev_comparison_example_runs_all_four_models(tmp_path):
     assert (tmp_path / "results.json").exists()
 
 
-def test_srvae_example_compares_three_models_and_writes_grids(tmp_path, monkeypatch, data_root):
+def test_srvae_example_compares_three_models_and_writes_grids(tmp_path, monkeypatch, data_root,
+                                                             load_example):
     monkeypatch.setenv("FLOWVAE_DATA", data_root)
     example = load_example("srvae")
     config = example.Config(epochs=1, max_steps_per_epoch=1, train_size=32, test_size=20,

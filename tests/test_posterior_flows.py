@@ -1,9 +1,6 @@
 """Posterior flows (rNVP report): RealNVP, planar and diagonal guides inside the generic VAE."""
 
-import importlib.util
 import math
-import os
-import sys
 
 import pytest
 import torch
@@ -153,14 +150,9 @@ def test_builder_configurations_and_rebuild_from_config():
 
 @pytest.mark.parametrize("binarize", ["dynamic", "fixed"])
 def test_example_trains_evaluates_and_prints_the_table(binarize, data_root, tmp_path, capsys,
-                                                       monkeypatch):
+                                                       monkeypatch, load_example):
     monkeypatch.setenv("FLOWVAE_DATA", data_root)
-    path = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "examples",
-                        "posterior_flows.py")
-    spec = importlib.util.spec_from_file_location("examples_posterior_flows", path)
-    example = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = example  # dataclasses look their module up there
-    spec.loader.exec_module(example)
+    example = load_example("posterior_flows")
     config = example.Config(binarize=binarize, steps=(1,), epochs=1, max_steps_per_epoch=2,
                             latent_dim=D, hidden=16, flow_hidden=8, iwae=3, test_images=20,
                             out=str(tmp_path))

@@ -1,10 +1,7 @@
 """rho-VAE: the AR(1) guide against its closed forms, and the four variants' objectives."""
 
-import importlib.util
 import itertools
 import math
-import os
-import sys
 
 import pyro
 import pyro.distributions as dist
@@ -159,13 +156,9 @@ def test_rho_vae_rejects_unknown_settings():
         rho_vae("vanilla", "ar1", SHAPE, network="conv")
 
 
-def test_example_runs_every_pair(tmp_path, capsys, monkeypatch, data_root):
+def test_example_runs_every_pair(tmp_path, capsys, monkeypatch, data_root, load_example):
     monkeypatch.setenv("FLOWVAE_DATA", data_root)
-    path = os.path.join(os.path.dirname(os.path.dirname(__file__)), "examples", "rho_vae.py")
-    spec = importlib.util.spec_from_file_location("examples_rho_vae", path)
-    example = importlib.util.module_from_spec(spec)
-    monkeypatch.setitem(sys.modules, spec.name, example)  # dataclasses look their module up
-    spec.loader.exec_module(example)
+    example = load_example("rho_vae")
 
     config = example.Config(datasets=("mnist",), seeds=(0,), epochs=1, train_size=50,
                             test_size=10, batch_size=50, hidden=16, iwae=2, out=str(tmp_path))

@@ -1,11 +1,8 @@
 """Zhao et al.: generalized objectives on flowvae models, the sequential VAE, the PixelCNN
 likelihood (causality, exact sampling), the Gibbs chain and the mutual-information estimator."""
 
-import importlib.util
 import itertools
 import math
-import os
-import sys
 
 import pyro
 import pyro.distributions as dist
@@ -269,18 +266,8 @@ def test_sequential_vae_checkpoint_round_trip(tmp_path):
 
 
 # ---------------------------------------------------------------------------- examples
-def _example(name):
-    path = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "examples",
-                        f"{name}.py")
-    spec = importlib.util.spec_from_file_location(f"examples_{name}", path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
-
-
-def test_sequential_vae_example_runs(tmp_path, capsys):
-    example = _example("sequential_vae")
+def test_sequential_vae_example_runs(tmp_path, capsys, load_example):
+    example = load_example("sequential_vae")
     rows = example.main(example.Config(datasets=("digits",), steps=2, latent_dim=2, hidden=16,
                                        epochs=1, max_steps_per_epoch=2, test_images=20,
                                        out=str(tmp_path)))
@@ -291,8 +278,8 @@ def test_sequential_vae_example_runs(tmp_path, capsys):
             assert (tmp_path / "digits" / model / grid).stat().st_size > 0
 
 
-def test_information_preference_example_runs(tmp_path, capsys):
-    example = _example("information_preference")
+def test_information_preference_example_runs(tmp_path, capsys, load_example):
+    example = load_example("information_preference")
     finals = example.main(example.Config(
         dataset="digits", rounds=2, steps_per_round=1, latent_dim=2, hidden=8,
         pixel_channels=2, pixel_blocks=1, context_channels=1, mi_points=20, eval_points=10,
