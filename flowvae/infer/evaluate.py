@@ -11,6 +11,8 @@ from pyro import poutine
 from pyro.poutine.util import site_is_subsample
 from torch import Tensor
 
+from flowvae.transforms.preprocess import LogitTransform
+
 PARTICLE_PLATE = "_particles"
 
 
@@ -73,8 +75,7 @@ def elbo_per_datapoint(
 
 def logit_log_det(x: Tensor, alpha: float = 0.05) -> Tensor:
     """``log|dy/dx~|`` of ``y = logit(alpha + (1 - 2 alpha) x~)`` summed per image, ``(B,)``."""
-    s = alpha + (1 - 2 * alpha) * x
-    return (math.log(1 - 2 * alpha) - torch.log(s) - torch.log1p(-s)).flatten(1).sum(1)
+    return LogitTransform(alpha)(x)[1]
 
 
 def bits_per_dim(

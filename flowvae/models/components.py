@@ -156,6 +156,10 @@ class _Likelihood(nn.Module):
         """The observation to the encoder's input, roughly in ``[-1, 1]``."""
         return x / 127.5 - 1
 
+    def to_image(self, x: Tensor) -> Tensor:
+        """An observation (or a sample of this likelihood) as an image in ``[0, 1]``."""
+        return x.clamp(0, 1)
+
 
 class BernoulliLikelihood(_Likelihood):
     """``p(x|z) = Bernoulli(logits)`` on binary images; grey images are binarized dynamically
@@ -227,6 +231,9 @@ class LogisticMixtureLikelihood(_Likelihood):
         log_scale = log_scale.reshape(*batch, self.k, c, h, w)
         coeffs = torch.tanh(coeffs.reshape(*batch, self.k, -1, h, w)) if c > 1 else None
         return DiscretizedLogisticMixture(logits, loc, log_scale, coeffs)
+
+    def to_image(self, x: Tensor) -> Tensor:
+        return x / 255
 
 
 class FlowLikelihood(_DensityLikelihood):

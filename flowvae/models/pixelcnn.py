@@ -63,5 +63,8 @@ class PixelCNNLikelihood(nn.Module):
     def encoder_input(self, x: Tensor) -> Tensor:
         return 2 * x - 1
 
+    def to_image(self, x: Tensor) -> Tensor:
+        return x  # observations are already k / (levels - 1) in [0, 1]
+
     def forward(self, params: Tensor, z: Tensor) -> PixelCNNDistribution:
         return PixelCNNDistribution(self.net, params)

@@ -237,9 +237,7 @@ class SequentialVAE(PyroModule):
 
     def to_image(self, x: Tensor) -> Tensor:
         """An observation (or a sample of ``p_t``) as an image in ``[0, 1]``."""
-        if isinstance(self.p_x, LIKELIHOODS["logistic"]):
-            return x / 255
-        return x.clamp(0, 1)
+        return self.p_x.to_image(x)
 
     def _images(self, hs: Sequence[Tensor], zs: Sequence[Tensor], mean: bool) -> List[Tensor]:
         images = []

@@ -172,9 +172,7 @@ class VAE(PyroModule):
 
     def to_image(self, x: Tensor) -> Tensor:
         """An observation (or a sample of ``p(x|z)``) as an image in ``[0, 1]``."""
-        if self.p_x.discrete and isinstance(self.p_x, LIKELIHOODS["logistic"]):
-            return x / 255
-        return x.clamp(0, 1)
+        return self.p_x.to_image(x)
 
     @torch.no_grad()
     def generate(self, n: int, temperature: float = 1.0) -> Tensor:

@@ -114,7 +114,7 @@ class FlowDensity(PyroModule):
         pass
 
     def to_image(self, x: Tensor) -> Tensor:
-        return x.clamp(0, 1)
+        return self.p_x.to_image(x)
 
     @torch.no_grad()
     def generate(self, n: int, temperature: float = 1.0) -> Tensor:

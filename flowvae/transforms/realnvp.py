@@ -119,7 +119,7 @@ class ConditionalRealNVP(Transform):
                 _mlp_factory, context_features, hidden_features=hidden_features,
                 num_layers=num_layers,
             )
-            self.flow = self._stage(self.shape, factory, "channel", num_couplings, None)
+            self.flow = self._stage(self.shape, factory, "channel", num_couplings, "masked")
         elif len(self.shape) == 3:
             if conditioner not in CONDITIONERS:
                 raise ValueError(
@@ -149,7 +149,7 @@ class ConditionalRealNVP(Transform):
             layers.append(
                 ConditionalAffineCoupling(
                     shape, factory, mask=mask, parity=i % 2,
-                    checkerboard=checkerboard or "masked",
+                    checkerboard=checkerboard,
                 )
             )
         return CompositeTransform(layers)
