@@ -35,6 +35,7 @@ from flowvae.train import (
     CHECKPOINT,
     ELBOS,
     OPTIMIZERS,
+    PRECISIONS,
     TrainingDiverged,
     as_images,
     fit,
@@ -89,6 +90,8 @@ class TrainConfig:
     lr_decay: float = 1.0
     elbo: str = "trace"
     particles: int = 1
+    compile: bool = False
+    precision: str = "float32"
     max_steps_per_epoch: Optional[int] = None
     out: Optional[str] = None
     resume: bool = False
@@ -214,7 +217,7 @@ def _add_train(commands) -> None:
     vae_hidden, vapnev_hidden = _default(VAE, "hidden"), _default(VAPNEV, "hidden")
     p = commands.add_parser(
         "train", help="train a model; writes checkpoint.pt, metrics.csv/.jsonl and run.json",
-        description="Train a VAE or VAPNEV with Pyro SVI (flowvae.train.fit). Writes "
+        description="Train a VAE or VAPNEV on a Pyro ELBO (flowvae.train.fit). Writes "
                     f"OUT/{CHECKPOINT} after every epoch, OUT/metrics.csv and OUT/metrics.jsonl, "
                     f"and OUT/{RUN_FILE} (the dataset and flags) for 'flowvae evaluate'.")
     model = p.add_argument_group("model")
@@ -265,22 +268,27 @@ def _add_train(commands) -> None:
                        help="total epochs, counting those done before --resume "
                             "(default: %(default)s)")
     optim.add_argument("--batch-size", type=_int_at_least(1), default=TrainConfig.batch_size,
-                       help="images per SVI step (default: %(default)s)")
+                       help="images per optimizer step (default: %(default)s)")
     optim.add_argument("--lr", type=_positive_float, default=TrainConfig.lr,
                        help="learning rate (default: %(default)s)")
     optim.add_argument("--optimizer", choices=tuple(OPTIMIZERS), default=TrainConfig.optimizer,
                        help="optimizer (default: %(default)s)")
     optim.add_argument("--clip-norm", type=_positive_float, default=None,
-                       help="clip each parameter's gradient norm to this value "
+                       help="clip the gradients' global norm to this value "
                             "(default: no clipping)")
     optim.add_argument("--lr-decay", type=_positive_float, default=TrainConfig.lr_decay,
                        help="multiply the learning rate by this after every epoch "
                             "(default: %(default)s, constant)")
     optim.add_argument("--elbo", choices=tuple(ELBOS), default=TrainConfig.elbo,
-                       help="trace: Monte-Carlo ELBO; meanfield: analytic KL where one exists "
-                            "(default: %(default)s)")
+                       help="trace: Monte-Carlo ELBO; meanfield: analytic KL where one exists; "
+                            "jit: Trace_ELBO compiled by torch.jit (default: %(default)s)")
     optim.add_argument("--particles", type=_int_at_least(1), default=TrainConfig.particles,
                        help="vectorized ELBO particles per step (default: %(default)s)")
+    optim.add_argument("--compile", action="store_true",
+                       help="torch.compile the coupling networks (first steps are slower)")
+    optim.add_argument("--precision", choices=PRECISIONS, default=TrainConfig.precision,
+                       help="bf16: coupling networks under bfloat16 autocast, log-determinants "
+                            "and densities in float32 (default: %(default)s)")
     optim.add_argument("--max-steps-per-epoch", type=_int_at_least(1), default=None,
                        help="stop each epoch after this many steps (default: the whole "
                             "training set)")
@@ -446,7 +454,8 @@ def _train_command(config: TrainConfig) -> None:
                       lr_decay=config.lr_decay, elbo=config.elbo,
                       num_particles=config.particles, device=device, out_dir=out,
                       resume=config.resume, seed=config.seed, progress=config.progress,
-                      max_steps_per_epoch=config.max_steps_per_epoch)
+                      max_steps_per_epoch=config.max_steps_per_epoch,
+                      compile=config.compile, precision=config.precision)
     except ValueError as err:  # --resume onto a checkpoint of another model or config
         if not config.resume:
             raise

@@ -84,6 +84,10 @@ class ConditionalAffineCoupling(Transform):
         parity: 0 or 1, which half stays unchanged.
         checkerboard: ``"masked"`` or ``"squeezed"``.
 
+    ``compute_dtype`` (default ``None``) runs the conditioner under ``torch.autocast`` in that
+    dtype (e.g. ``torch.bfloat16`` on GPUs, set by :func:`flowvae.train.accelerate`); its
+    output is cast back, so scale, shift, output and log-determinant keep the input's dtype.
+
     Example:
         >>> import torch
         >>> from flowvae.transforms.conditioners import MLPConditioner
@@ -93,6 +97,8 @@ class ConditionalAffineCoupling(Transform):
         >>> y.shape, logabsdet.shape
         (torch.Size([3, 4]), torch.Size([3]))
     """
+
+    compute_dtype: Optional[torch.dtype] = None
 
     def __init__(
         self,
@@ -176,7 +182,12 @@ class ConditionalAffineCoupling(Transform):
         return torch.stack([top, bottom], dim=3).reshape(b, c, 2 * h, 2 * w)
 
     def _shift_and_log_scale(self, kept: Tensor, context: Optional[Tensor]):
-        raw_log_scale, shift = self.conditioner(kept, context).chunk(2, dim=1)
+        if self.compute_dtype is None:
+            params = self.conditioner(kept, context)
+        else:  # e.g. bfloat16 networks; scale, shift and log-det stay in kept's dtype
+            with torch.autocast(kept.device.type, dtype=self.compute_dtype):
+                params = self.conditioner(kept, context)
+        raw_log_scale, shift = params.to(kept.dtype).chunk(2, dim=1)
         log_scale = self.scale * torch.tanh(raw_log_scale)
         if self.kind == "masked":
             changed = 1 - self.kept_mask
