@@ -383,31 +383,28 @@ def trainable_parameters(module, x: Tensor) -> List[Tensor]:
 
 
 def accelerate(module: nn.Module, *, compile: bool = False, precision: str = "float32") -> int:
-    """Speed options for the flows in ``module``.
+    """Speed options of every :class:`~flowvae.transforms.ConditionalAffineCoupling` in
+    ``module``, the place where flows spend their time.
 
-    ``compile=True`` compiles each outermost :class:`~flowvae.transforms.ConditionalRealNVP`
-    (or a :class:`~flowvae.transforms.ConditionalAffineCoupling` outside one) in place with
-    ``nn.Module.compile``: one graph per flow, the state dict unchanged; the first
-    forward+backward pays the compilation (about 40 s for VAPNEV's flow on a 2-core CPU).
-    ``precision="bf16"`` runs every coupling's conditioner network under bfloat16 autocast
-    while its scale, shift, output and log-determinant, and everything outside the couplings
-    (base density, encoder, decoder), stay in the input's dtype; ``"float32"`` switches it off
-    again. Returns the number of couplings in ``module``."""
-    from flowvae.transforms import ConditionalAffineCoupling, ConditionalRealNVP
+    ``compile=True`` runs each coupling's conditioner network through ``torch.compile``
+    (:meth:`~flowvae.transforms.ConditionalAffineCoupling.compile_conditioner`; the state
+    dict is unchanged); the first forward+backward pays the compilation (tens of seconds on
+    a 2-core CPU). ``precision="bf16"`` runs the conditioner networks under bfloat16 autocast
+    while the couplings' scale, shift, output and log-determinant, and everything outside the
+    couplings (base density, encoder, decoder), stay in the input's dtype; ``"float32"``
+    switches that off again. Returns the number of couplings in ``module``."""
+    from flowvae.transforms import ConditionalAffineCoupling
 
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
     couplings = [m for m in module.modules() if isinstance(m, ConditionalAffineCoupling)]
     for coupling in couplings:
         coupling.compute_dtype = torch.bfloat16 if precision == "bf16" else None
-    if compile:
-        flows = [(name, m) for name, m in module.named_modules()
-                 if isinstance(m, (ConditionalRealNVP, ConditionalAffineCoupling))]
-        names = {name for name, _ in flows}
-        for name, flow in flows:
-            parents = [name.rsplit(".", k)[0] for k in range(1, name.count(".") + 1)]
-            if name == "" or not any(p in names for p in parents + [""]):
-                flow.compile()
+        if compile:
+            coupling.compile_conditioner()
+    if compile:  # one compiled graph per coupling, (re)compiled per grad mode and batch shape
+        limit = torch._dynamo.config.recompile_limit
+        torch._dynamo.config.recompile_limit = max(limit, 4 * len(couplings))
     return len(couplings)
 
 

@@ -79,10 +79,15 @@ def test_bf16_couplings_train_close_to_float32():
 
 
 def test_compiled_couplings_give_the_eager_losses():
+    from torch._dynamo.utils import counters
+
     data = grey_images(16)
     eager = losses(delta_vapnev(), data)
+    graphs = counters["stats"]["unique_graphs"]
     compiled = losses(delta_vapnev(), data, compile=True)
     assert torch.allclose(eager, compiled, rtol=1e-5, atol=0)
+    # each of the 3 couplings' conditioners became a graph (no silent fallback to eager)
+    assert counters["stats"]["unique_graphs"] - graphs >= 3
 
 
 def test_data_on_device_gives_the_same_run():

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import copy
 from typing import Callable, Optional, Sequence, Tuple
 
 import torch
 from nflows.transforms.base import Transform
+from pyro.nn import PyroModule
 from torch import Tensor, nn
 
 # conditioner_factory(in_channels, out_channels, spatial_size_or_None) -> conditioner
@@ -181,12 +183,31 @@ class ConditionalAffineCoupling(Transform):
         bottom = torch.stack([anti[:, 1], diagonal[:, 1]], dim=-1)
         return torch.stack([top, bottom], dim=3).reshape(b, c, 2 * h, 2 * w)
 
-    def _shift_and_log_scale(self, kept: Tensor, context: Optional[Tensor]):
+    def compile_conditioner(self, **compile_kwargs) -> None:
+        """Run the conditioner through ``torch.compile`` from now on. What is compiled is a
+        plain-``nn.Module`` twin of the conditioner that shares its parameter tensors, so
+        that a model converted to Pyro modules (whose attribute reads go through Pyro's
+        param store and would break the graph) still compiles into one graph per coupling;
+        the state dict, the optimizer and in-place loads see the same tensors."""
+        shared = {id(t): t for t in (*self.conditioner.parameters(),
+                                     *self.conditioner.buffers())}
+        twin = copy.deepcopy(self.conditioner, memo=shared)
+        for module in twin.modules():
+            if isinstance(module, PyroModule):  # back to the class it was made from
+                module.__class__ = next(base for base in type(module).__bases__
+                                        if not issubclass(base, PyroModule))
+        twin.compile(**compile_kwargs)
+        self.__dict__["_compiled_conditioner"] = twin  # not a submodule: no new state
+
+    def _conditioner_output(self, kept: Tensor, context: Optional[Tensor]) -> Tensor:
+        net = self.__dict__.get("_compiled_conditioner", self.conditioner)
         if self.compute_dtype is None:
-            params = self.conditioner(kept, context)
-        else:  # e.g. bfloat16 networks; scale, shift and log-det stay in kept's dtype
-            with torch.autocast(kept.device.type, dtype=self.compute_dtype):
-                params = self.conditioner(kept, context)
+            return net(kept, context)
+        with torch.autocast(kept.device.type, dtype=self.compute_dtype):
+            return net(kept, context)  # e.g. bfloat16; cast back by the caller
+
+    def _shift_and_log_scale(self, kept: Tensor, context: Optional[Tensor]):
+        params = self._conditioner_output(kept, context)
         raw_log_scale, shift = params.to(kept.dtype).chunk(2, dim=1)
         log_scale = self.scale * torch.tanh(raw_log_scale)
         if self.kind == "masked":
