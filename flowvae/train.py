@@ -365,15 +365,20 @@ def training_step(objective: nn.Module, optim: torch.optim.Optimizer, params: Li
 def trainable_parameters(module, x: Tensor) -> List[Tensor]:
     """The tensors an optimizer of ``module``'s ELBO must update: the module's parameters,
     then the unconstrained values of any other ``pyro.param`` its guide and model use
-    (found, as ``pyro.infer.SVI`` finds them, by tracing both on the raw images ``x``,
-    without gradients and without touching the random number streams)."""
+    (found, as ``pyro.infer.SVI`` finds them, by tracing both on the raw images ``x`` in
+    eval mode, without gradients and without touching the random number streams)."""
     params = list(module.parameters())
     seen = {id(p) for p in params}
     devices = [x.device] if x.device.type == "cuda" else []
-    with torch.random.fork_rng(devices=devices), torch.no_grad():
-        with poutine.trace(param_only=True) as capture:
-            Trace_ELBO(max_plate_nesting=1).loss(module.model, module.guide,
-                                                module.preprocess(x))
+    training = module.training
+    module.eval()  # a look, not a training step (e.g. no first-batch initialisation on x)
+    try:
+        with torch.random.fork_rng(devices=devices), torch.no_grad():
+            with poutine.trace(param_only=True) as capture:
+                Trace_ELBO(max_plate_nesting=1).loss(module.model, module.guide,
+                                                    module.preprocess(x))
+    finally:
+        module.train(training)
     for site in capture.trace.nodes.values():
         value = site["value"].unconstrained()
         if id(value) not in seen:
