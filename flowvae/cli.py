@@ -92,6 +92,7 @@ class TrainConfig:
     particles: int = 1
     compile: bool = False
     precision: str = "float32"
+    time_limit: Optional[float] = None
     max_steps_per_epoch: Optional[int] = None
     out: Optional[str] = None
     resume: bool = False
@@ -289,6 +290,9 @@ def _add_train(commands) -> None:
     optim.add_argument("--precision", choices=PRECISIONS, default=TrainConfig.precision,
                        help="bf16: coupling networks under bfloat16 autocast, log-determinants "
                             "and densities in float32 (default: %(default)s)")
+    optim.add_argument("--time-limit", type=_positive_float, default=None, metavar="MINUTES",
+                       help="stop after the first epoch that ends past this many minutes, "
+                            "checkpoint written; --resume goes on (default: no limit)")
     optim.add_argument("--max-steps-per-epoch", type=_int_at_least(1), default=None,
                        help="stop each epoch after this many steps (default: the whole "
                             "training set)")
@@ -455,7 +459,8 @@ def _train_command(config: TrainConfig) -> None:
                       num_particles=config.particles, device=device, out_dir=out,
                       resume=config.resume, seed=config.seed, progress=config.progress,
                       max_steps_per_epoch=config.max_steps_per_epoch,
-                      compile=config.compile, precision=config.precision)
+                      compile=config.compile, precision=config.precision,
+                      time_limit=None if config.time_limit is None else 60 * config.time_limit)
     except ValueError as err:  # --resume onto a checkpoint of another model or config
         if not config.resume:
             raise

@@ -191,6 +191,7 @@ def fit(
     compile: bool = False,
     precision: str = "float32",
     data_on_device: Optional[bool] = None,
+    time_limit: Optional[float] = None,
 ) -> List[Dict[str, float]]:
     """Train a flowvae model (``model`` / ``guide`` / ``preprocess``) on a Pyro ELBO.
 
@@ -209,8 +210,10 @@ def fit(
 
     ``resume=True`` continues from ``out_dir/checkpoint.pt``: model, optimizer, Pyro param
     store, epoch, step and RNG states, so that on CPU the losses equal those of an
-    uninterrupted run. A NaN or infinite loss raises :class:`TrainingDiverged` naming the step
-    and the last good checkpoint, before the optimizer applies it.
+    uninterrupted run. ``time_limit`` (seconds) stops training after the first epoch that ends
+    past it, checkpoint written, for jobs with a wall-clock budget: call again with
+    ``resume=True`` to go on. A NaN or infinite loss raises :class:`TrainingDiverged` naming
+    the step and the last good checkpoint, before the optimizer applies it.
 
     **Speed.** ``compile=True`` and ``precision="bf16"`` apply :func:`accelerate` (compiled
     coupling networks; bfloat16 coupling networks with float32 log-determinants and base
@@ -261,7 +264,7 @@ def fit(
     if world > 1:
         objective = DistributedDataParallel(objective)
     history: List[Dict[str, float]] = []
-    start_epoch, step = 0, 0
+    start_epoch, step, fit_started = 0, 0, time.time()
     pyro.set_rng_seed(seed + rank)
     state = None
     if resume:
@@ -337,6 +340,12 @@ def fit(
         history.append(row)
         if world > 1:
             dist.barrier()  # nobody reads a checkpoint or runs ahead before rank 0 is done
+        out_of_time = time_limit is not None and time.time() - fit_started >= time_limit
+        if _any_process(out_of_time, world, device) and epoch + 1 < epochs:
+            if progress:
+                tqdm.write(f"time limit of {time_limit:.0f} s reached after epoch {epoch + 1}; "
+                           "resume=True continues")
+            break
     module.eval()
     return history
 
@@ -411,6 +420,14 @@ def accelerate(module: nn.Module, *, compile: bool = False, precision: str = "fl
         limit = torch._dynamo.config.recompile_limit
         torch._dynamo.config.recompile_limit = max(limit, 4 * len(couplings))
     return len(couplings)
+
+
+def _any_process(flag: bool, world: int, device: torch.device) -> bool:
+    if world == 1:
+        return flag
+    tensor = torch.tensor([float(flag)], device=device)
+    dist.all_reduce(tensor, op=dist.ReduceOp.MAX)
+    return tensor.item() > 0
 
 
 def _all_finite(loss: float, world: int, device: torch.device) -> bool:

@@ -164,8 +164,9 @@ def test_help_documents_every_flag(capsys):
     expected = {"--model", "--dataset", "--epochs", "--batch-size", "--lr", "--latent-dim",
                 "--hidden", "--likelihood", "--guide", "--prior", "--flow-channels",
                 "--num-blocks", "--checkerboard", "--optimizer", "--clip-norm", "--lr-decay",
-                "--particles", "--compile", "--precision", "--max-steps-per-epoch", "--out",
-                "--resume", "--device", "--data-dir", "--seed", "--no-progress", "--pad-to"}
+                "--particles", "--compile", "--precision", "--time-limit",
+                "--max-steps-per-epoch", "--out", "--resume", "--device", "--data-dir", "--seed",
+                "--no-progress", "--pad-to"}
     train_flags = {o for a in subparsers["train"]._actions for o in a.option_strings}
     assert expected <= train_flags
 

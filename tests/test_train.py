@@ -104,3 +104,16 @@ def test_speed_options_reject_unknown_values():
         fit(VAE((1, 8, 8), latent_dim=2, hidden=8), grey_images(8), precision="fp8")
     with pytest.raises(ValueError, match="elbo must be one of"):
         fit(VAE((1, 8, 8), latent_dim=2, hidden=8), grey_images(8), elbo="fast")
+
+
+def test_time_limit_stops_after_an_epoch_and_resume_finishes_the_run(tmp_path):
+    def fresh():
+        torch.manual_seed(0)
+        return VAE((1, 8, 8), latent_dim=2, hidden=8, guide="delta")
+
+    data, kwargs = binary_images(32), dict(epochs=3, batch_size=8, progress=False)
+    straight = fit(fresh(), data, out_dir=str(tmp_path / "a"), **kwargs)
+    first = fit(fresh(), data, out_dir=str(tmp_path / "b"), time_limit=0, **kwargs)
+    assert [row["epoch"] for row in first] == [1]  # over the limit after the first epoch
+    rest = fit(fresh(), data, out_dir=str(tmp_path / "b"), resume=True, **kwargs)
+    assert [r["train_nelbo"] for r in rest] == [r["train_nelbo"] for r in straight]
