@@ -20,7 +20,7 @@ import torch
 from flowvae.data import DATASETS, load_dataset
 from flowvae.infer import bits_per_dim, iwae_log_likelihood, save_grid
 from flowvae.models import VAPNEV
-from flowvae.train import evaluate_elbo, fit
+from flowvae.train import PRECISIONS, evaluate_elbo, fit
 
 
 @dataclass(frozen=True)
@@ -37,6 +37,9 @@ class Config:
     iwae: int = 0
     max_steps_per_epoch: int = 0
     device: str = "cpu"
+    compile: bool = False
+    precision: str = "float32"
+    time_limit: float = 0.0
     out: str = "runs/vapnev"
     seed: int = 0
 
@@ -62,6 +65,13 @@ def parse_args() -> Config:
     parser.add_argument("--max-steps-per-epoch", type=int, default=0,
                         help="cap on SVI steps per epoch (0: whole training set)")
     parser.add_argument("--device", default=Config.device)
+    parser.add_argument("--compile", action="store_true",
+                        help="torch.compile the coupling networks (fit's compile=True)")
+    parser.add_argument("--precision", default=Config.precision, choices=PRECISIONS,
+                        help="bf16: coupling networks in bfloat16 (fit's precision)")
+    parser.add_argument("--time-limit", type=float, default=Config.time_limit,
+                        help="minutes; stop after the first epoch past it (0: none); running "
+                             "the same command again resumes from --out's checkpoint")
     parser.add_argument("--out", default=Config.out, help="folder for checkpoint, logs, grids")
     parser.add_argument("--seed", type=int, default=Config.seed)
     return Config(**{k.replace("-", "_"): v for k, v in vars(parser.parse_args()).items()})
@@ -80,10 +90,17 @@ def main(config: Config) -> dict:
     params = sum(p.numel() for p in model.parameters())
     print(f"VAPNEV on {config.dataset} {shape}: {params:,} parameters, device {config.device}")
     started = time.time()
-    fit(model, train, test, epochs=config.epochs, batch_size=config.batch_size, lr=config.lr,
-        device=config.device, out_dir=config.out, seed=config.seed,
-        max_steps_per_epoch=config.max_steps_per_epoch or None, resume=_can_resume(config))
+    history = fit(model, train, test, epochs=config.epochs, batch_size=config.batch_size,
+                  lr=config.lr, device=config.device, out_dir=config.out, seed=config.seed,
+                  max_steps_per_epoch=config.max_steps_per_epoch or None,
+                  resume=_can_resume(config), compile=config.compile,
+                  precision=config.precision, time_limit=60 * config.time_limit or None)
     minutes = (time.time() - started) / 60
+    done = history[-1]["epoch"] if history else 0
+    if done < config.epochs:  # stopped by --time-limit: no evaluation until the run is done
+        print(f"stopped after epoch {done} of {config.epochs} (--time-limit); the same command "
+              f"resumes from {config.out}")
+        return {"epoch": done}
 
     test_images = test.images[:1000]
     metrics = evaluate_elbo(model, test_images)

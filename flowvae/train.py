@@ -458,7 +458,7 @@ def _restore_foreign_params(store_state: Dict[str, Any], module) -> None:
     """Put back param-store entries that are not the module's own parameters (a PyroModule's
     parameters live in the module, and re-registering copies of them would detach the
     module from the optimizer)."""
-    own = set(dict(module.named_parameters()))
+    own = {name for name, _ in module.named_parameters(remove_duplicate=False)}
     pyro.get_param_store().set_state({
         key: {name: v for name, v in store_state[key].items() if name not in own}
         for key in ("params", "constraints")

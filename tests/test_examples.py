@@ -24,6 +24,17 @@ def test_vapnev_example_writes_metrics_and_grids(tmp_path, capsys, load_example)
         assert (tmp_path / name).stat().st_size > 0, name
 
 
+def test_vapnev_example_stops_at_its_time_limit_and_the_same_command_finishes(tmp_path,
+                                                                              load_example):
+    example = load_example("vapnev")
+    config = example.Config(epochs=2, max_steps_per_epoch=1, flow_channels=4, hidden=4,
+                            time_limit=1e-9, out=str(tmp_path))
+    assert example.main(config) == {"epoch": 1}  # past the limit after epoch 1: no evaluation
+    assert not (tmp_path / "samples.png").exists()
+    assert example.main(config)["bpd"] > 0  # resumed from the checkpoint, epoch 2, evaluated
+    assert (tmp_path / "metrics.csv").read_text().count("\n") == 3  # header + 2 epochs
+
+
 @pytest.mark.skipif(shutil.which("ruff") is None and
                     importlib.util.find_spec("ruff") is None, reason="ruff not installed")
 def test_ruff_passes():
