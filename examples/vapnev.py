@@ -63,7 +63,7 @@ def parse_args() -> Config:
     parser.add_argument("--iwae", type=int, default=Config.iwae,
                         help="also report the IWAE bound with K samples (0: skip)")
     parser.add_argument("--max-steps-per-epoch", type=int, default=0,
-                        help="cap on SVI steps per epoch (0: whole training set)")
+                        help="cap on training steps per epoch (0: whole training set)")
     parser.add_argument("--device", default=Config.device)
     parser.add_argument("--compile", action="store_true",
                         help="torch.compile the coupling networks (fit's compile=True)")

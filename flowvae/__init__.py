@@ -1,7 +1,7 @@
 """flowvae: normalizing-flow components for variational autoencoders.
 
 Flow pieces are nflows Transforms (``forward`` maps data to noise); models and guides are Pyro
-programs trained with Pyro SVI.
+programs trained on Pyro's ELBOs (``pyro.infer.SVI`` or :func:`flowvae.train.fit`).
 """
 
 __version__ = "0.2.0"
