@@ -61,6 +61,23 @@ def common_flags(args: argparse.Namespace) -> List[str]:
     return flags
 
 
+def coupling_fraction_of_peak(results: dict) -> List[dict]:
+    """Achieved FLOP/s of ConditionalRealNVP's forward+backward (the coupling networks, from
+    the transforms benchmark) as a fraction of the device's measured matmul peak (from the
+    steps benchmark): bfloat16's where measured (CUDA), else float32's."""
+    peaks = results["steps"]["matmul_peak_flops"]
+    dtype = "bfloat16" if "bfloat16" in peaks else "float32"
+    rows = []
+    for shape, result in results["transforms"]["shapes"].items():
+        timings = result["timings"].get("fwd+bwd", {})
+        for name in ("flowvae-squeezed", "flowvae-squeezed-compiled", "flowvae-masked"):
+            if name in timings:
+                tflops = timings[name]["achieved_tflops"]
+                rows.append({"shape": shape, "candidate": name, "tflops": tflops,
+                             "peak_dtype": dtype, "fraction": tflops * 1e12 / peaks[dtype]})
+    return rows
+
+
 def main(argv: Optional[Sequence[str]] = None) -> dict:
     args = parse_args(argv)
     flags = common_flags(args)
@@ -71,6 +88,12 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
             flags + ([] if args.no_compile else ["--compile"]))
     if "steps" in args.suites:
         results["steps"] = steps.main(flags + (["--no-compile"] if args.no_compile else []))
+    if "transforms" in results and "steps" in results:
+        results["coupling_fraction_of_peak"] = coupling_fraction_of_peak(results)
+        for row in results["coupling_fraction_of_peak"]:
+            print(f"coupling networks, {row['shape']} fwd+bwd, {row['candidate']}: "
+                  f"{row['tflops']:.3f} TFLOP/s = {100 * row['fraction']:.1f}% of the measured "
+                  f"{row['peak_dtype']} matmul peak")
     with open(args.out, "w") as f:
         json.dump(results, f, indent=1)
     print(f"results written to {args.out}")

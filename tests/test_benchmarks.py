@@ -29,3 +29,7 @@ def test_suite_writes_every_benchmark_and_its_references_are_the_same_models(tmp
         assert model["step_flops"] > 0
         assert all(c["median_ms"] > 0 for c in model["candidates"].values())
     assert "bf16" in steps["vapnev"]["candidates"] and "bf16" not in steps["ar1"]["candidates"]
+    # FLOPs counted for the flows; their rate is set against the measured matmul peak
+    assert flows["timings"]["fwd+bwd"]["flowvae-masked"]["flops"] > 0
+    assert {row["candidate"] for row in results["coupling_fraction_of_peak"]} >= {
+        "flowvae-squeezed", "flowvae-masked"}
