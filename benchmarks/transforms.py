@@ -533,7 +533,10 @@ def check(cand: Candidate, x: Tensor, z: Tensor) -> Dict[str, float]:
                            f"{tuple(x.shape)}")
     err = (back - x).abs().max().item()
     err_logdet = (logdet + logdet_back).abs().max().item()
-    if err > 1e-3 or err_logdet > 1e-4 * (1 + logdet.abs().max().item()):
+    # bfloat16 networks: a network input that rounds to another bfloat16 value in the inverse
+    # pass than in the forward pass changes s and t by a bfloat16 step (see accelerate)
+    loose = 20 if cand.name.endswith("-bf16") else 1
+    if err > 1e-3 * loose or err_logdet > 1e-4 * loose * (1 + logdet.abs().max().item()):
         raise RuntimeError(f"{cand.name}: |inverse(forward(x)) - x| = {err:.2e}, "
                            f"|logdet + inverse logdet| = {err_logdet:.2e}")
     return {"inverse_max_abs_err": err, "logdet_sum_max_abs": err_logdet,

@@ -247,9 +247,12 @@ def test_logit_transform_matches_formula(float64):
 @pytest.mark.parametrize("case", [c for c in CASES if "coupling" in c.name or "realnvp" in c.name],
                          ids=lambda c: c.name)
 def test_bf16_networks_keep_the_inverse_and_logdet_exact(case):
-    """Under ``accelerate(precision="bf16")`` the conditioner networks run in bfloat16, yet the
-    transform stays an exact bijection whose log-det is that of the map it computes: the
-    unchanged half reproduces the same bfloat16 scale and shift in both directions."""
+    """Under ``accelerate(precision="bf16")`` the conditioner networks run in bfloat16, yet
+    each coupling stays an exact bijection whose log-det is that of the map it computes (the
+    unchanged half reproduces the same bfloat16 scale and shift in both directions). In a
+    stack, a float32 rounding difference can round a later network input to another
+    bfloat16 value: these small flows still invert to 1e-5, the paper-size ones to ~1e-3
+    (benchmarks/transforms.py checks those)."""
     from flowvae.train import accelerate
 
     transform = built(case)
