@@ -192,7 +192,10 @@ class ConditionalAffineCoupling(Transform):
         plain-``nn.Module`` twin of the conditioner that shares its parameter tensors, so
         that a model converted to Pyro modules (whose attribute reads go through Pyro's
         param store and would break the graph) still compiles into one graph per coupling;
-        the state dict, the optimizer and in-place loads see the same tensors."""
+        the state dict, the optimizer and in-place loads see the same tensors. A second call
+        keeps the first twin (and its compiled code)."""
+        if "_compiled_conditioner" in self.__dict__:
+            return
         shared = {id(t): t for t in (*self.conditioner.parameters(),
                                      *self.conditioner.buffers())}
         twin = copy.deepcopy(self.conditioner, memo=shared)
