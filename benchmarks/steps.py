@@ -42,8 +42,8 @@ Usage::
 from __future__ import annotations
 
 import argparse
+import contextlib
 import copy
-import ctypes
 import datetime
 import gc
 import json
@@ -64,12 +64,29 @@ from pyro.infer import (
     TraceMeanField_ELBO,
 )
 from torch.distributions import kl_divergence
-from torch.utils.flop_counter import FlopCounterMode
 
 try:  # python -m benchmarks.steps / benchmarks.run
-    from benchmarks.transforms import log, machine_info, paired_ratio, peak_bytes, summarise
+    from benchmarks.transforms import (
+        count_flops,
+        log,
+        machine_info,
+        paired_ratio,
+        peak_bytes,
+        rss_follows_live_memory,
+        summarise,
+        synchronizer,
+    )
 except ImportError:  # python benchmarks/steps.py
-    from transforms import log, machine_info, paired_ratio, peak_bytes, summarise  # type: ignore
+    from transforms import (  # type: ignore
+        count_flops,
+        log,
+        machine_info,
+        paired_ratio,
+        peak_bytes,
+        rss_follows_live_memory,
+        summarise,
+        synchronizer,
+    )
 
 from flowvae.models import VAE, VAPNEV, FlowPriorVAE
 from flowvae.train import DifferentiableELBO, accelerate, trainable_parameters, training_step
@@ -142,7 +159,7 @@ def check_same_objective(model, elbo, x, analytic_kl: bool, seed: int) -> float:
 class Candidate:
     name: str
     model: object
-    step: Callable[[torch.Tensor], float]
+    step: Callable[[], float]
     cudnn_benchmark: bool = True
     compile_s: Optional[float] = None
     #: this candidate's own Pyro param store (every copy of a PyroModule registers its
@@ -150,8 +167,13 @@ class Candidate:
     #: store would swap them into this model)
     params: dict = field(default_factory=lambda: {"params": {}, "constraints": {}})
 
-    def scope(self):
-        return pyro.get_param_store().scope(self.params)
+    @contextlib.contextmanager
+    def active(self, device: torch.device):
+        """This candidate's param store and cudnn setting, for one or more steps."""
+        with pyro.get_param_store().scope(self.params):
+            if device.type == "cuda":
+                torch.backends.cudnn.benchmark = self.cudnn_benchmark
+            yield
 
 
 def make_candidates(cfg: Config, name: str, device: torch.device):
@@ -222,24 +244,15 @@ def _with_batch(model, step, images, cfg: Config, device: torch.device):
 
 
 def call(cand: Candidate, device: torch.device) -> float:
-    with cand.scope():
-        if device.type == "cuda":
-            torch.backends.cudnn.benchmark = cand.cudnn_benchmark
+    with cand.active(device):
         return cand.step()
-
-
-def step_flops(cand: Candidate, device: torch.device) -> int:
-    counter = FlopCounterMode(display=False)
-    with counter:
-        call(cand, device)
-    return counter.get_total_flops()
 
 
 def matmul_peak(device: torch.device, dtype: torch.dtype, n: int) -> float:
     """FLOP/s of a large square matmul: the device's practical peak for ``dtype``."""
     a = torch.randn(n, n, device=device, dtype=dtype)
     b = torch.randn(n, n, device=device, dtype=dtype)
-    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    sync = synchronizer(device)
     for _ in range(3):
         a @ b
     sync()
@@ -253,7 +266,7 @@ def matmul_peak(device: torch.device, dtype: torch.dtype, n: int) -> float:
 
 
 def run_model(cfg: Config, name: str, device: torch.device) -> dict:
-    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    sync = synchronizer(device)
     candidates, same = make_candidates(cfg, name, device)
     log(f"{name}: {[c.name for c in candidates]}")
     losses = {}
@@ -265,14 +278,11 @@ def run_model(cfg: Config, name: str, device: torch.device) -> dict:
         sync()
         if cand.name in ("jit", "compile", "compile+bf16"):
             cand.compile_s = time.perf_counter() - started
-    # same weights, same first batch: the first losses agree (up to sampling noise of z)
     times: Dict[str, List[float]] = {c.name: [] for c in candidates}
     for r in range(cfg.repeats):
         order = candidates[r % len(candidates):] + candidates[:r % len(candidates)]
         for cand in order:
-            with cand.scope():
-                if device.type == "cuda":
-                    torch.backends.cudnn.benchmark = cand.cudnn_benchmark
+            with cand.active(device):
                 sync()
                 start = time.perf_counter()
                 cand.step()
@@ -281,7 +291,7 @@ def run_model(cfg: Config, name: str, device: torch.device) -> dict:
     result = {"batch_size": cfg.batch_size, "plain_vs_pyro_loss_rel_diff": same,
               "params": sum(p.numel() for p in candidates[0].model.parameters()),
               "first_loss_per_image": losses, "candidates": {}}
-    flops = step_flops(candidates[1], device)  # the flowvae step, float32, eager
+    flops = count_flops(lambda: call(candidates[1], device))  # flowvae step, float32, eager
     result["step_flops"] = flops
     for cand in candidates:
         st = summarise(times[cand.name])
@@ -301,10 +311,8 @@ def measure_memory(report: dict, built: Dict[str, List[Candidate]], device: torc
     it touches rather than the allocator's reuse of earlier steps' blocks."""
     if device.type == "cpu":
         try:
-            libc = ctypes.CDLL("libc.so.6")
-            libc.mallopt(-3, 64 * 1024)  # M_MMAP_THRESHOLD
-            libc.mallopt(-1, 0)  # M_TRIM_THRESHOLD
-        except OSError as error:
+            libc = rss_follows_live_memory()
+        except RuntimeError as error:
             log(f"peak memory not measured: {error}")
             return
     for name, candidates in built.items():

@@ -618,6 +618,23 @@ def peak_bytes(run: Callable[[], None], device: torch.device) -> int:
     return (_status_kib("VmHWM") - before) * 1024
 
 
+def rss_follows_live_memory() -> ctypes.CDLL:
+    """Make glibc hand every freed block of 64 KiB or more back to the system
+    (``mallopt(M_MMAP_THRESHOLD)``, ``mallopt(M_TRIM_THRESHOLD)``), so that the resident set
+    follows live memory rather than the allocator's cache; returns libc (for
+    ``malloc_trim``). A RuntimeError where that cannot be done (not Linux with glibc)."""
+    if not os.access("/proc/self/clear_refs", os.W_OK):
+        raise RuntimeError("peak RSS needs Linux's /proc/self/clear_refs")
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+    except OSError as error:
+        raise RuntimeError(f"peak RSS needs glibc: {error}") from error
+    m_trim_threshold, m_mmap_threshold = -1, -3
+    if not (libc.mallopt(m_mmap_threshold, 64 * 1024) and libc.mallopt(m_trim_threshold, 0)):
+        raise RuntimeError("mallopt failed")
+    return libc
+
+
 def measure_memory(cfg: Config, plan: Dict[str, dict]) -> Dict[str, Dict[str, Dict[str, int]]]:
     """Peak bytes per shape, mode and candidate (the compiled candidate is left out).
 
@@ -637,12 +654,7 @@ def measure_memory(cfg: Config, plan: Dict[str, dict]) -> Dict[str, Dict[str, Di
 def _memory_probe(cfg: Config, plan: Dict[str, dict]) -> Dict[str, Dict[str, Dict[str, int]]]:
     device = torch.device(cfg.device)
     if device.type == "cpu":
-        if not os.access("/proc/self/clear_refs", os.W_OK):
-            raise RuntimeError("peak RSS needs Linux's /proc/self/clear_refs")
-        libc = ctypes.CDLL("libc.so.6")
-        m_trim_threshold, m_mmap_threshold = -1, -3
-        if not (libc.mallopt(m_mmap_threshold, 64 * 1024) and libc.mallopt(m_trim_threshold, 0)):
-            raise RuntimeError("mallopt failed")
+        rss_follows_live_memory()
     out: Dict[str, Dict[str, Dict[str, int]]] = {}
     for shape_name, info in plan.items():
         names = [n for n in info["widths"] if not n.startswith("flowvae-squeezed-compiled")]
