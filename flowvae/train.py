@@ -362,7 +362,7 @@ def training_step(objective: nn.Module, optim: torch.optim.Optimizer, params: Li
     # times world, it is the gradient of the global batch's summed loss
     loss = objective(x) * world
     value = loss.item() / world / len(x)
-    if not _all_finite(value, world, x.device):
+    if _any_process(not math.isfinite(value), world, x.device):
         return value if not math.isfinite(value) else math.nan
     loss.backward()
     if clip_norm:
@@ -431,14 +431,6 @@ def _any_process(flag: bool, world: int, device: torch.device) -> bool:
     tensor = torch.tensor([float(flag)], device=device)
     dist.all_reduce(tensor, op=dist.ReduceOp.MAX)
     return tensor.item() > 0
-
-
-def _all_finite(loss: float, world: int, device: torch.device) -> bool:
-    if world == 1:
-        return math.isfinite(loss)
-    flag = torch.tensor([0.0 if math.isfinite(loss) else 1.0], device=device)
-    dist.all_reduce(flag, op=dist.ReduceOp.MAX)
-    return flag.item() == 0.0
 
 
 def _sum_over_processes(values: List[float], world: int, device: torch.device) -> List[float]:
