@@ -153,6 +153,18 @@ def _check_compatible(state: Dict[str, Any], module, path: str) -> None:
             f"checkpoint {path!r} is of model {state.get('model')} with config "
             f"{state.get('config')}, not of this {type(module).__name__} with config {config}"
         )
+    ours, theirs = module.state_dict().keys(), state["state_dict"].keys()
+    if ours != theirs:  # the same config, another architecture: another flowvae version
+        missing, unknown = sorted(ours - theirs), sorted(theirs - ours)
+        raise ValueError(
+            f"checkpoint {path!r} does not fit this {type(module).__name__} (written by another "
+            f"flowvae version?): it lacks {len(missing)} of its tensors{_e_g(missing)} and has "
+            f"{len(unknown)} it does not know{_e_g(unknown)}; train in a new folder"
+        )
+
+
+def _e_g(names: List[str]) -> str:
+    return f" (e.g. {names[0]})" if names else ""
 
 
 @torch.no_grad()
@@ -249,6 +261,9 @@ def fit(
         torch.backends.cudnn.benchmark = True
     if data_on_device if data_on_device is not None else device.type == "cuda":
         images = images.to(device)
+    if not resume:  # the first global batch: the same in one process and in many
+        first = list(DistributedSampler(range(len(images)), num_replicas=1, rank=0, seed=seed))
+        initialize_on_data(module, images[first[:batch_size]].to(device), seed)
     accelerate(module, compile=compile, precision=precision)
     path = None if out_dir is None else os.path.join(out_dir, CHECKPOINT)
     if out_dir is not None and rank == 0:
@@ -394,6 +409,30 @@ def trainable_parameters(module, x: Tensor) -> List[Tensor]:
             seen.add(id(value))
             params.append(value)
     return params
+
+
+def initialize_on_data(module, x: Tensor, seed: int = 0) -> bool:
+    """Run ``module``'s data-dependent initialisations on the raw images ``x``, if it has any
+    left: when some submodule holds an ``initialized`` buffer that is ``False`` (ActNorm,
+    weight-normalised layers with ``init_on_first_batch``, SRVAE's ``data_init``), the ELBO of
+    ``module.model`` / ``module.guide`` is computed once on ``x`` in training mode, without
+    gradients, with the random number streams forked and seeded by ``seed``. :func:`fit`
+    calls it on the first global batch, so that every process of a distributed run
+    initialises identically, as one process would. Returns whether it ran."""
+    flags = [b for name, b in module.named_buffers() if name.rsplit(".", 1)[-1] == "initialized"]
+    if all(bool(flag) for flag in flags):
+        return False
+    training = module.training
+    module.train()
+    try:
+        devices = [x.device] if x.device.type == "cuda" else []
+        with torch.random.fork_rng(devices=devices), torch.no_grad():
+            torch.manual_seed(seed)
+            Trace_ELBO(max_plate_nesting=1).loss(module.model, module.guide,
+                                                module.preprocess(x))
+    finally:
+        module.train(training)
+    return True
 
 
 def accelerate(module: nn.Module, *, compile: bool = False, precision: str = "float32") -> int:

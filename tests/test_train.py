@@ -5,8 +5,9 @@ import pyro
 import pytest
 import torch
 
-from flowvae.models import VAE, VAPNEV
-from flowvae.train import accelerate, fit, trainable_parameters
+from flowvae.models import VAE, VAPNEV, FlowDensity
+from flowvae.train import accelerate, fit, initialize_on_data, trainable_parameters
+from flowvae.transforms import ActNorm
 
 TINY_FLOW = dict(hidden_channels=4, num_blocks=1, num_checkerboard=1, num_channelwise=1,
                  num_final=1)
@@ -117,3 +118,37 @@ def test_time_limit_stops_after_an_epoch_and_resume_finishes_the_run(tmp_path):
     assert [row["epoch"] for row in first] == [1]  # over the limit after the first epoch
     rest = fit(fresh(), data, out_dir=str(tmp_path / "b"), resume=True, **kwargs)
     assert [r["train_nelbo"] for r in rest] == [r["train_nelbo"] for r in straight]
+
+
+def test_initialize_on_data_normalises_the_first_batch_and_leaves_the_rng_alone():
+    torch.manual_seed(0)
+    model = FlowDensity((1, 8, 8), flow_kwargs=TINY_FLOW).eval()
+    norms = [m for m in model.modules() if isinstance(m, ActNorm)]
+    assert len(norms) == 3 and not any(bool(m.initialized) for m in norms)
+    x = grey_images(32)
+    rng = torch.get_rng_state()
+    assert initialize_on_data(model, x, seed=3)
+    assert torch.equal(torch.get_rng_state(), rng) and not model.training
+    assert all(bool(m.initialized) for m in norms)
+    # the same dequantization noise (seed 3, drawn first): the first ActNorm, right after the
+    # logit transform, now outputs zero mean and unit variance on this batch
+    torch.manual_seed(3)
+    logit, _ = model.p_x.transform._transforms[0](model.preprocess(x))
+    y, _ = norms[0](logit)
+    assert abs(y.mean().item()) < 1e-5 and abs(y.std(unbiased=False).item() - 1) < 1e-4
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    assert not initialize_on_data(model, grey_images(32), seed=4)  # nothing left to initialise
+    assert all(torch.equal(v, before[k]) for k, v in model.state_dict().items())
+
+
+def test_resume_refuses_a_checkpoint_of_another_architecture(tmp_path):
+    data = binary_images(16)
+    fit(VAE((1, 8, 8), latent_dim=2, hidden=8), data, epochs=1, batch_size=8, progress=False,
+        out_dir=str(tmp_path))
+    path = tmp_path / "checkpoint.pt"
+    state = torch.load(path, weights_only=False)  # as if written before a layer was added
+    state["state_dict"].pop("decoder.net.0.bias")
+    torch.save(state, path)
+    with pytest.raises(ValueError, match="lacks 1 of its tensors .e.g. decoder.net.0.bias"):
+        fit(VAE((1, 8, 8), latent_dim=2, hidden=8), data, epochs=2, batch_size=8,
+            progress=False, out_dir=str(tmp_path), resume=True)
