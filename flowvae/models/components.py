@@ -239,11 +239,17 @@ class LogisticMixtureLikelihood(_Likelihood):
 class FlowLikelihood(_DensityLikelihood):
     """VAPNEV's ``p(x~|z)``: ``log N(f_z(x~); mu_v(z), sigma_v(z)) + log|det df_z/dx~|`` with
     ``f_z`` the :class:`LogitTransform` followed by a :class:`ConditionalRealNVP` conditioned on
-    ``z``; the decoder emits ``mu_v`` and ``log sigma_v`` as images of ``x``'s shape."""
+    ``z``; the decoder emits ``mu_v`` and ``log sigma_v`` as images of ``x``'s shape.
+
+    The flow puts an :class:`~flowvae.transforms.ActNorm` before every coupling unless
+    ``actnorm=False`` is given: RealNVP normalises its layers (with batch normalisation), and
+    without a normalisation the flow learns far more slowly (measured on MNIST, 6000 images,
+    3 epochs: 2.30 bits/dim without, 1.83 with, test ELBO; ``docs/papers/vapnev.md``)."""
 
     def __init__(self, shape: Sequence[int], context_features: Optional[int],
                  alpha: float = 0.05, **flow_kwargs):
         super().__init__(shape)
+        flow_kwargs.setdefault("actnorm", True)
         self.flow = ConditionalRealNVP(self.shape, context_features, **flow_kwargs)
         self.transform = CompositeTransform([LogitTransform(alpha), self.flow])
 

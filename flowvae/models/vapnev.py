@@ -25,8 +25,10 @@ class VAPNEV(VAE):
     ``log p(x~|z) = log N(f_z(x~); mu_v, sigma_v) + log|det df_z/dx~|``
 
     with ``f_z`` the logit transform (``alpha = 0.05``) followed by a :class:`ConditionalRealNVP`
-    whose couplings use the multiplicative conditioner on ``z``. ``x~`` are dequantized pixels,
-    so the ELBO bounds the density of the 8-bit image (bits/dim as in ``DESIGN.md``).
+    whose couplings use the multiplicative conditioner on ``z``, each after an
+    :class:`~flowvae.transforms.ActNorm` (RealNVP's normalisation; initialised on the first
+    training batch; ``flow_kwargs=dict(actnorm=False)`` leaves it out). ``x~`` are dequantized
+    pixels, so the ELBO bounds the density of the 8-bit image (bits/dim as in ``DESIGN.md``).
 
     Args:
         shape: image shape ``(C, H, W)``.
