@@ -20,6 +20,7 @@ import torch
 from flowvae.data import DATASETS, load_dataset
 from flowvae.infer import bits_per_dim, iwae_log_likelihood, save_grid
 from flowvae.models import VAPNEV
+from flowvae.models.components import DEQUANTIZATIONS
 from flowvae.train import PRECISIONS, evaluate_elbo, fit
 
 
@@ -34,6 +35,7 @@ class Config:
     flow_channels: int = 32
     num_blocks: int = 1
     checkerboard: str = "masked"
+    dequantization: str = "uniform"
     iwae: int = 0
     max_steps_per_epoch: int = 0
     device: str = "cpu"
@@ -60,6 +62,9 @@ def parse_args() -> Config:
                         help="residual blocks per conditioner (paper: 2)")
     parser.add_argument("--checkerboard", default=Config.checkerboard,
                         choices=("masked", "squeezed"))
+    parser.add_argument("--dequantization", default=Config.dequantization,
+                        choices=DEQUANTIZATIONS,
+                        help="uniform noise (the paper) or a learned q(u|x) (Flow++): tighter")
     parser.add_argument("--iwae", type=int, default=Config.iwae,
                         help="also report the IWAE bound with K samples (0: skip)")
     parser.add_argument("--max-steps-per-epoch", type=int, default=0,
@@ -86,7 +91,8 @@ def main(config: Config) -> dict:
     model = VAPNEV(shape, latent_dim=config.latent_dim, hidden=config.hidden,
                    flow_kwargs=dict(hidden_channels=config.flow_channels,
                                     num_blocks=config.num_blocks,
-                                    checkerboard=config.checkerboard))
+                                    checkerboard=config.checkerboard),
+                   dequantization=config.dequantization)
     params = sum(p.numel() for p in model.parameters())
     print(f"VAPNEV on {config.dataset} {shape}: {params:,} parameters, device {config.device}")
     started = time.time()

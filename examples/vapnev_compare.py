@@ -20,6 +20,7 @@ import torch
 from flowvae.data import DATASETS, load_dataset
 from flowvae.infer import bits_per_dim, iwae_log_likelihood
 from flowvae.models import VAE, VAPNEV, FlowDensity
+from flowvae.models.components import DEQUANTIZATIONS
 from flowvae.train import fit
 
 
@@ -32,6 +33,7 @@ class Config:
     test_size: int = 300
     latent_dim: int = 16
     flow_channels: int = 32
+    dequantization: str = "uniform"
     iwae: int = 100
     device: str = "cpu"
     out: str = "runs/vapnev-compare"
@@ -44,7 +46,8 @@ def count(module) -> int:
 
 def candidates(shape, c: Config):
     flow = dict(hidden_channels=c.flow_channels, num_blocks=1)
-    vapnev = VAPNEV(shape, latent_dim=c.latent_dim, hidden=16, flow_kwargs=flow)
+    deq = dict(dequantization=c.dequantization)  # of the flows (a), (b), (d)
+    vapnev = VAPNEV(shape, latent_dim=c.latent_dim, hidden=16, flow_kwargs=flow, **deq)
     target = count(vapnev)
 
     def closest(build, widths):  # the width whose parameter count is nearest to (a)'s
@@ -52,14 +55,14 @@ def candidates(shape, c: Config):
 
     yield "(a) VAPNEV", vapnev
     yield "(b) RealNVP, no latent", closest(
-        lambda w: FlowDensity(shape, flow_kwargs=dict(hidden_channels=w, num_blocks=1)),
+        lambda w: FlowDensity(shape, flow_kwargs=dict(hidden_channels=w, num_blocks=1), **deq),
         range(16, 129, 8))
     yield "(c) VAE, logistic pixels", closest(
         lambda w: VAE(shape, latent_dim=c.latent_dim, likelihood="logistic", network="conv",
                       hidden=w), range(8, 129, 8))
     yield "(d) VAPNEV, concat conditioner", closest(
         lambda w: VAPNEV(shape, latent_dim=c.latent_dim, hidden=16, flow_kwargs=dict(
-            flow, hidden_channels=w, conditioner="concat")), range(16, 129, 8))
+            flow, hidden_channels=w, conditioner="concat"), **deq), range(16, 129, 8))
 
 
 def main(c: Config) -> list:
@@ -94,12 +97,14 @@ def main(c: Config) -> list:
     return rows
 
 
+CHOICES = {"dataset": DATASETS, "dequantization": DEQUANTIZATIONS}
+
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     for field, default in asdict(Config()).items():
         flag = "--" + field.replace("_", "-")
-        if field == "dataset":
-            parser.add_argument(flag, default=default, choices=DATASETS)
+        if field in CHOICES:
+            parser.add_argument(flag, default=default, choices=CHOICES[field])
         else:
             parser.add_argument(flag, type=type(default), default=default)
     main(Config(**vars(parser.parse_args())))

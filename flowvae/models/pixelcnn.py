@@ -5,13 +5,14 @@ from __future__ import annotations
 from typing import Sequence
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
 from flowvae.distributions.pixelcnn import PixelCNNDistribution
+from flowvae.models.likelihood import Likelihood
 from flowvae.nn.pixelcnn import ConditionalPixelCNN
 
 
-class PixelCNNLikelihood(nn.Module):
+class PixelCNNLikelihood(Likelihood):
     r"""``p(x|z) = prod_i p(x_i | x_{<i}, c(z))``: a :class:`ConditionalPixelCNN` whose gated
     blocks read the decoder's output ``c(z)``, a ``context_channels x H x W`` map, as in the
     PixelVAE of Zhao et al. (sec. 4, app. C.2). ``log_prob`` is one teacher-forced pass;
@@ -40,12 +41,9 @@ class PixelCNNLikelihood(nn.Module):
         torch.Size([2, 1, 6, 6])
     """
 
-    discrete = True
-
     def __init__(self, shape: Sequence[int], levels: int = 2, context_channels: int = 4,
                  hidden_channels: int = 32, num_blocks: int = 4, kernel_size: int = 7):
-        super().__init__()
-        self.shape = tuple(int(s) for s in shape)
+        super().__init__(shape)
         self.levels = levels
         self.out_channels = context_channels
         self.net = ConditionalPixelCNN(self.shape, levels, context_channels, hidden_channels,

@@ -154,12 +154,13 @@ class VAE(PyroModule):
         with pyro.plate(DATA_PLATE, x.shape[0], dim=-1):
             with poutine.scale(scale=self.beta):
                 z = pyro.sample(LATENT, self.p_z(x))
-            pyro.sample(OBSERVED, self.p_x(self.decoder(z), z), obs=x)
+            pyro.sample(OBSERVED, self.p_x(self.decoder(z), z), obs=self.p_x.observation(x))
 
     def guide(self, x: Tensor) -> None:
         with pyro.plate(DATA_PLATE, x.shape[0], dim=-1):
             with poutine.scale(scale=self.beta):
                 pyro.sample(LATENT, self.q(self.encoder(self.p_x.encoder_input(x))))
+            self.p_x.guide(x)
 
     # ------------------------------------------------------------------ sampling helpers
     def likelihood(self, z: Tensor):

@@ -37,6 +37,10 @@ class VAPNEV(VAE):
         flow_kwargs: :class:`ConditionalRealNVP` arguments (``num_scales``,
             ``hidden_channels``, ``checkerboard``, ``conditioner``, ...).
         conditional: ``False`` gives the same flow without ``z`` (ablation).
+        alpha: the logit transform's margin.
+        dequantization: ``"uniform"`` (the paper) or ``"variational"``: the noise ``u`` of
+            ``x~ = (x + u) / 256`` becomes a latent with a learned ``q(u|x)`` (Flow++), which
+            tightens the bound (:class:`~flowvae.models.components.VariationalDequantizer`).
 
     Example:
         >>> import torch
@@ -55,16 +59,17 @@ class VAPNEV(VAE):
         flow_kwargs: Optional[dict] = None,
         conditional: bool = True,
         alpha: float = 0.05,
+        dequantization: str = "uniform",
         **vae_kwargs,
     ):
         likelihood_kwargs = dict(flow_kwargs or {})
         likelihood_kwargs["context_features"] = latent_dim if conditional else None
-        likelihood_kwargs["alpha"] = alpha
+        likelihood_kwargs.update(alpha=alpha, dequantization=dequantization)
         super().__init__(shape, latent_dim, likelihood="flow", network="conv", hidden=hidden,
                          likelihood_kwargs=likelihood_kwargs, **vae_kwargs)
         self.config = dict(shape=self.shape, latent_dim=latent_dim, hidden=hidden,
                            flow_kwargs=flow_kwargs, conditional=conditional, alpha=alpha,
-                           **vae_kwargs)
+                           dequantization=dequantization, **vae_kwargs)
 
 
 class FlowDensity(PyroModule):
@@ -72,12 +77,14 @@ class FlowDensity(PyroModule):
     with an empty guide: ``log p(x~) = log N(f(x~); m, s) + log|det df/dx~|`` with a learned
     per-pixel base ``m, s`` (initialised to ``0, 1``) and ``f`` the
     logit transform followed by a :class:`ConditionalRealNVP` without context. Its "ELBO" is
-    the exact log-likelihood; VAPNEV's ablation (b).
+    the exact log-likelihood of ``x~`` (with ``dequantization="variational"``, a bound with
+    ``q(u|x)`` in the guide); VAPNEV's ablation (b).
 
     Args:
         shape: image shape ``(C, H, W)``.
         flow_kwargs: :class:`ConditionalRealNVP` arguments.
         alpha: the logit transform's margin.
+        dequantization: ``"uniform"`` or ``"variational"``, as for :class:`VAPNEV`.
 
     Example:
         >>> import torch
@@ -88,11 +95,13 @@ class FlowDensity(PyroModule):
     """
 
     def __init__(self, shape: Sequence[int], flow_kwargs: Optional[dict] = None,
-                 alpha: float = 0.05):
+                 alpha: float = 0.05, dequantization: str = "uniform"):
         super().__init__()
         self.shape = tuple(int(s) for s in shape)
-        self.config = dict(shape=self.shape, flow_kwargs=flow_kwargs, alpha=alpha)
-        self.p_x = FlowLikelihood(self.shape, None, alpha=alpha, **(flow_kwargs or {}))
+        self.config = dict(shape=self.shape, flow_kwargs=flow_kwargs, alpha=alpha,
+                           dequantization=dequantization)
+        self.p_x = FlowLikelihood(self.shape, None, alpha=alpha, dequantization=dequantization,
+                                  **(flow_kwargs or {}))
         # a learned per-pixel base (the analogue of VAPNEV's decoder output without z); it also
         # puts a parameter on the model's trace, without which Trace_ELBO skips backward
         self.base = _LearnedBase(self.shape)
@@ -110,10 +119,11 @@ class FlowDensity(PyroModule):
 
     def model(self, x: Tensor) -> None:
         with pyro.plate(DATA_PLATE, x.shape[0], dim=-1):
-            pyro.sample(OBSERVED, self.distribution(), obs=x)
+            pyro.sample(OBSERVED, self.distribution(), obs=self.p_x.observation(x))
 
     def guide(self, x: Tensor) -> None:
-        pass
+        with pyro.plate(DATA_PLATE, x.shape[0], dim=-1):
+            self.p_x.guide(x)  # variational dequantization's q(u|x), if any
 
     def to_image(self, x: Tensor) -> Tensor:
         return self.p_x.to_image(x)
