@@ -29,7 +29,7 @@ import flowvae
 from flowvae.data import DATASETS, ENV_VAR, DatasetNotFoundError, load_dataset
 from flowvae.infer import bits_per_dim, elbo_per_datapoint, iwae_log_likelihood, save_grid
 from flowvae.models import VAE, VAPNEV
-from flowvae.models.components import GUIDES, LIKELIHOODS, PRIORS
+from flowvae.models.components import DEQUANTIZATIONS, GUIDES, LIKELIHOODS, PRIORS
 from flowvae.models.vae import NETWORKS
 from flowvae.train import (
     CHECKPOINT,
@@ -85,6 +85,7 @@ class TrainConfig:
     flow_channels: Optional[int] = None
     num_blocks: Optional[int] = None
     checkerboard: Optional[str] = None
+    dequantization: Optional[str] = None
     optimizer: str = "adam"
     clip_norm: Optional[float] = None
     lr_decay: float = 1.0
@@ -255,6 +256,11 @@ def _add_train(commands) -> None:
                             "(RealNVP paper), squeezed at half resolution (cheaper) (default: "
                             f"{_default(ConditionalRealNVP, 'checkerboard')})")
 
+    model.add_argument("--dequantization", choices=DEQUANTIZATIONS, default=None,
+                       help="density likelihoods (vapnev, vae --likelihood flow or gaussian): "
+                            "uniform noise, or a learned q(u|x) that tightens the bound "
+                            "(default: uniform)")
+
     data = p.add_argument_group("data")
     data.add_argument("--dataset", type=_dataset_name, default=TrainConfig.dataset,
                       help=f"one of {', '.join(DATASETS)}; digits is bundled with scikit-learn "
@@ -403,10 +409,11 @@ def build_model(config: TrainConfig, shape: Tuple[int, int, int]):
     flow_kwargs = given(**{arg: getattr(config, flag) for flag, arg in _FLOW_FLAGS.items()})
     common = given(latent_dim=config.latent_dim, hidden=config.hidden, guide=config.guide,
                    prior=config.prior)
+    dequantization = given(dequantization=config.dequantization)
     if config.model == "vapnev":
-        return VAPNEV(shape, flow_kwargs=flow_kwargs or None, **common)
-    likelihood_kwargs = flow_kwargs if config.likelihood == "flow" and flow_kwargs else None
-    return VAE(shape, likelihood_kwargs=likelihood_kwargs, **common,
+        return VAPNEV(shape, flow_kwargs=flow_kwargs or None, **common, **dequantization)
+    likelihood_kwargs = dict(flow_kwargs if config.likelihood == "flow" else {}, **dequantization)
+    return VAE(shape, likelihood_kwargs=likelihood_kwargs or None, **common,
                **given(likelihood=config.likelihood, network=config.network))
 
 
@@ -417,6 +424,9 @@ def _check_train_flags(config: TrainConfig) -> None:
                 raise CommandError(f"--{flag} applies to --model vae only (vapnev has a flow "
                                    "likelihood and conv networks)")
     has_flow = config.model == "vapnev" or config.likelihood == "flow"
+    if config.dequantization is not None and not (has_flow or config.likelihood == "gaussian"):
+        raise CommandError("--dequantization applies to a density likelihood only (--model "
+                           "vapnev, or --model vae --likelihood flow or gaussian)")
     for flag in _FLOW_FLAGS:
         if getattr(config, flag) is not None and not has_flow:
             raise CommandError(f"--{flag.replace('_', '-')} applies to a flow likelihood only "

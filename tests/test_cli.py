@@ -91,7 +91,8 @@ def test_resume_continues_and_refuses_another_model(vae_run, tmp_path, capsys):
 
 
 def test_train_and_evaluate_vapnev(tmp_path, capsys):
-    assert main(["train", *TINY_VAPNEV, *COMMON, "--out", str(tmp_path)]) == 0
+    assert main(["train", *TINY_VAPNEV, *COMMON, "--dequantization", "variational",
+                 "--out", str(tmp_path)]) == 0
     assert (tmp_path / "checkpoint.pt").is_file() and (tmp_path / "metrics.jsonl").is_file()
     capsys.readouterr()
     report = tmp_path / "eval.json"
@@ -139,6 +140,7 @@ def test_missing_dataset_shows_where_it_looked(tmp_path, capsys):
 @pytest.mark.parametrize("flags, named", [
     (["--model", "vapnev", "--likelihood", "gaussian"], "--likelihood"),
     (["--model", "vae", "--flow-channels", "4"], "--flow-channels"),
+    (["--likelihood", "bernoulli", "--dequantization", "variational"], "--dequantization"),
     (["--epochs", "0"], "--epochs"),
 ])
 def test_flags_that_do_not_apply(tmp_path, capsys, flags, named):
@@ -163,8 +165,9 @@ def test_help_documents_every_flag(capsys):
                 assert option in text
     expected = {"--model", "--dataset", "--epochs", "--batch-size", "--lr", "--latent-dim",
                 "--hidden", "--likelihood", "--guide", "--prior", "--flow-channels",
-                "--num-blocks", "--checkerboard", "--optimizer", "--clip-norm", "--lr-decay",
-                "--particles", "--compile", "--precision", "--time-limit",
+                "--num-blocks", "--checkerboard", "--dequantization", "--optimizer",
+                "--clip-norm", "--lr-decay", "--particles", "--compile", "--precision",
+                "--time-limit",
                 "--max-steps-per-epoch", "--out", "--resume", "--device", "--data-dir", "--seed",
                 "--no-progress", "--pad-to"}
     train_flags = {o for a in subparsers["train"]._actions for o in a.option_strings}
