@@ -14,6 +14,7 @@ import json
 import os
 import time
 from dataclasses import asdict, dataclass
+from functools import partial
 
 import torch
 
@@ -45,15 +46,17 @@ def count(module) -> int:
 
 
 def candidates(shape, c: Config):
+    """(name, build) per model; ``build()`` makes it, so that each starts from the same seed."""
     flow = dict(hidden_channels=c.flow_channels, num_blocks=1)
     deq = dict(dequantization=c.dequantization)  # of the flows (a), (b), (d)
-    vapnev = VAPNEV(shape, latent_dim=c.latent_dim, hidden=16, flow_kwargs=flow, **deq)
-    target = count(vapnev)
+    target = count(VAPNEV(shape, latent_dim=c.latent_dim, hidden=16, flow_kwargs=flow, **deq))
 
     def closest(build, widths):  # the width whose parameter count is nearest to (a)'s
-        return min((build(w) for w in widths), key=lambda m: abs(count(m) - target))
+        width = min(widths, key=lambda w: abs(count(build(w)) - target))
+        return partial(build, width)
 
-    yield "(a) VAPNEV", vapnev
+    yield "(a) VAPNEV", partial(VAPNEV, shape, latent_dim=c.latent_dim, hidden=16,
+                                flow_kwargs=flow, **deq)
     yield "(b) RealNVP, no latent", closest(
         lambda w: FlowDensity(shape, flow_kwargs=dict(hidden_channels=w, num_blocks=1), **deq),
         range(16, 129, 8))
@@ -72,9 +75,9 @@ def main(c: Config) -> list:
         train = train[: c.train_size]
     shape = tuple(train.shape[1:])
     rows = []
-    torch.manual_seed(c.seed)  # the initial weights too
-    for name, model in candidates(shape, c):
-        torch.manual_seed(c.seed)
+    for name, build in candidates(shape, c):
+        torch.manual_seed(c.seed)  # the same seed for every model's weights and training
+        model = build()
         started = time.time()
         fit(model, train, epochs=c.epochs, batch_size=c.batch_size, device=c.device,
             seed=c.seed, progress=False)
