@@ -5,6 +5,7 @@ discretized-logistic pixel likelihood, (d) VAPNEV with the concatenation conditi
 
     python examples/vapnev_compare.py                    # digits, a few minutes on 2 CPU cores
     python examples/vapnev_compare.py --dataset mnist --epochs 5 --train-size 10000
+    python examples/vapnev_compare.py --dataset mnist --models ac --dequantization variational
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ class Config:
     latent_dim: int = 16
     flow_channels: int = 32
     dequantization: str = "uniform"
+    models: str = "abcd"
     iwae: int = 100
     device: str = "cpu"
     out: str = "runs/vapnev-compare"
@@ -76,6 +78,8 @@ def main(c: Config) -> list:
     shape = tuple(train.shape[1:])
     rows = []
     for name, build in candidates(shape, c):
+        if name[1] not in c.models:  # "(a) VAPNEV" -> "a"
+            continue
         torch.manual_seed(c.seed)  # the same seed for every model's weights and training
         model = build()
         started = time.time()

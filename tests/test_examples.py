@@ -52,6 +52,10 @@ def test_vapnev_comparison_example_runs_all_four_models(tmp_path, load_example):
     assert [r["model"][:3] for r in rows] == ["(a)", "(b)", "(c)", "(d)"]
     assert all(r["test_bpd_iwae"] > 0 for r in rows)
     assert (tmp_path / "results.json").exists()
+    only = example.main(example.Config(epochs=1, train_size=64, test_size=8, flow_channels=4,
+                                       latent_dim=2, iwae=2, models="c", out=str(tmp_path)))
+    assert [r["model"] for r in only] == [rows[2]["model"]]
+    assert only[0]["test_bpd_iwae"] == rows[2]["test_bpd_iwae"]  # seeded: the same run
 
 
 def test_srvae_example_compares_three_models_and_writes_grids(tmp_path, monkeypatch, data_root,
