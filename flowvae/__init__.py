@@ -4,7 +4,7 @@ Flow pieces are nflows Transforms (``forward`` maps data to noise); models and g
 programs trained on Pyro's ELBOs (``pyro.infer.SVI`` or :func:`flowvae.train.fit`).
 """
 
-__version__ = "0.2.0"
+__version__ = "0.3.0"
 
 from flowvae.distributions import FlowDistribution  # noqa: E402
 from flowvae.transforms import (  # noqa: E402
