@@ -27,8 +27,12 @@ def test_suite_writes_every_benchmark_and_its_references_are_the_same_models(tmp
         assert model["plain_vs_pyro_loss_rel_diff"] < 1e-4, name
         assert {"plain", "flowvae", "pyro-svi", "jit"} <= set(model["candidates"])
         assert model["step_flops"] > 0
+        # the flows' replayed FLOPs are part of the step's: the prior's, or most of VAPNEV's
+        assert 0 <= model["coupling_flops"] < model["step_flops"], name
         assert all(c["median_ms"] > 0 for c in model["candidates"].values())
     assert "bf16" in steps["vapnev"]["candidates"] and "bf16" not in steps["ar1"]["candidates"]
+    assert steps["ar1"]["coupling_flops"] == 0 < steps["flowprior"]["coupling_flops"]
+    assert steps["vapnev"]["coupling_flops"] > 0.3 * steps["vapnev"]["step_flops"]
     # FLOPs counted for the flows; their rate is set against the measured matmul peak
     assert flows["timings"]["fwd+bwd"]["flowvae-masked"]["flops"] > 0
     assert {row["candidate"] for row in results["coupling_fraction_of_peak"]} >= {
