@@ -66,29 +66,18 @@ from pyro.infer import (
 )
 from torch.distributions import kl_divergence
 
-try:  # python -m benchmarks.steps / benchmarks.run
-    from benchmarks.transforms import (
-        count_flops,
-        log,
-        machine_info,
-        paired_ratio,
-        peak_bytes,
-        rss_follows_live_memory,
-        summarise,
-        synchronizer,
-    )
-except ImportError:  # python benchmarks/steps.py
-    from transforms import (  # type: ignore
-        count_flops,
-        log,
-        machine_info,
-        paired_ratio,
-        peak_bytes,
-        rss_follows_live_memory,
-        summarise,
-        synchronizer,
-    )
-
+if __package__ in (None, ""):  # python benchmarks/steps.py: the repository root on the path
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from benchmarks.transforms import (  # noqa: E402
+    count_flops,
+    log,
+    machine_info,
+    paired_ratio,
+    peak_bytes,
+    rss_follows_live_memory,
+    summarise,
+    synchronizer,
+)
 from flowvae.models import VAE, VAPNEV, FlowPriorVAE
 from flowvae.train import DifferentiableELBO, accelerate, trainable_parameters, training_step
 from flowvae.transforms import ConditionalRealNVP

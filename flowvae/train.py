@@ -247,8 +247,6 @@ def fit(
         raise ValueError(f"optimizer must be one of {tuple(OPTIMIZERS)}, got {optimizer!r}")
     if isinstance(elbo, str) and elbo not in ELBOS:
         raise ValueError(f"elbo must be one of {tuple(ELBOS)} or a Pyro ELBO, got {elbo!r}")
-    if precision not in PRECISIONS:
-        raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
     rank, world, device = setup_distributed(device)
     if batch_size % world:
         raise ValueError(f"batch_size={batch_size} must be divisible by the {world} processes")
@@ -393,16 +391,9 @@ def trainable_parameters(module, x: Tensor) -> List[Tensor]:
     eval mode, without gradients and without touching the random number streams)."""
     params = list(module.parameters())
     seen = {id(p) for p in params}
-    devices = [x.device] if x.device.type == "cuda" else []
-    training = module.training
-    module.eval()  # a look, not a training step (e.g. no first-batch initialisation on x)
-    try:
-        with torch.random.fork_rng(devices=devices), torch.no_grad():
-            with poutine.trace(param_only=True) as capture:
-                Trace_ELBO(max_plate_nesting=1).loss(module.model, module.guide,
-                                                    module.preprocess(x))
-    finally:
-        module.train(training)
+    with poutine.trace(param_only=True) as capture:
+        # a look, not a training step (e.g. no first-batch initialisation on x)
+        _elbo_pass(module, x, training=False)
     for site in capture.trace.nodes.values():
         value = site["value"].unconstrained()
         if id(value) not in seen:
@@ -422,17 +413,25 @@ def initialize_on_data(module, x: Tensor, seed: int = 0) -> bool:
     flags = [b for name, b in module.named_buffers() if name.rsplit(".", 1)[-1] == "initialized"]
     if all(bool(flag) for flag in flags):
         return False
-    training = module.training
-    module.train()
+    _elbo_pass(module, x, training=True, seed=seed)
+    return True
+
+
+def _elbo_pass(module, x: Tensor, training: bool, seed: Optional[int] = None) -> None:
+    """Compute ``module``'s ELBO once on the raw images ``x``, in training or eval mode (the
+    module's mode is restored after), without gradients and with the random number streams
+    forked (seeded by ``seed`` inside, if given), so that training's streams are untouched."""
+    was_training = module.training
+    module.train(training)
     try:
         devices = [x.device] if x.device.type == "cuda" else []
         with torch.random.fork_rng(devices=devices), torch.no_grad():
-            torch.manual_seed(seed)
+            if seed is not None:
+                torch.manual_seed(seed)
             Trace_ELBO(max_plate_nesting=1).loss(module.model, module.guide,
                                                 module.preprocess(x))
     finally:
-        module.train(training)
-    return True
+        module.train(was_training)
 
 
 def accelerate(module: nn.Module, *, compile: bool = False, precision: str = "float32") -> int:
