@@ -9,7 +9,7 @@ from flowvae.infer.evaluate import (
     mutual_information,
 )
 from flowvae.infer.objectives import OBJECTIVES, GeneralizedELBO, mmd
-from flowvae.infer.sampling import gibbs_chain, save_grid
+from flowvae.infer.sampling import gibbs_chain, plot_training_curve, save_grid
 
 __all__ = [
     "OBJECTIVES",
@@ -22,5 +22,6 @@ __all__ = [
     "log_importance_weights",
     "logit_log_det",
     "mutual_information",
+    "plot_training_curve",
     "save_grid",
 ]
