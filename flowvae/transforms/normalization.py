@@ -8,6 +8,8 @@ import torch
 from nflows.transforms.normalization import ActNorm as _NflowsActNorm
 from torch import Tensor
 
+from flowvae.validation import check_init_batch
+
 
 class ActNorm(_NflowsActNorm):
     """nflows' ActNorm (per-channel ``y = exp(log_scale) * x + shift``, data -> noise) whose
@@ -54,6 +56,7 @@ class ActNorm(_NflowsActNorm):
         return outputs, logabsdet
 
     def _initialize(self, inputs: Tensor) -> None:
+        check_init_batch(type(self).__name__, inputs)  # else NaN scale and shift, silently
         if inputs.dim() == 4:
             inputs = inputs.transpose(0, 1).reshape(inputs.shape[1], -1).t()
         with torch.no_grad():
