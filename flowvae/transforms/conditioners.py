@@ -16,6 +16,18 @@ import torch
 from torch import Tensor, nn
 
 from flowvae.nn.resnet import ConvResNet
+from flowvae.validation import check_int
+
+
+def _check_sizes(owner: str, size: Optional[Tuple[int, int]] = None, **counts) -> None:
+    """``counts`` as ``name=(value, minimum)``; ``size`` a pair of positive integers."""
+    for name, (value, minimum) in counts.items():
+        check_int(owner, name, value, minimum, optional=name == "context_features")
+    if size is not None:
+        if len(tuple(size)) != 2:
+            raise ValueError(f"{owner}: size: expected (H, W), got {size!r}")
+        for i, value in enumerate(size):
+            check_int(owner, f"size[{i}]", value)
 
 
 def _conv_layout(x: Tensor) -> Tensor:
@@ -52,6 +64,8 @@ class ContextDecoder(nn.Module):
 
     def __init__(self, context_features: int, channels: int, size: Tuple[int, int]):
         super().__init__()
+        _check_sizes(type(self).__name__, size, context_features=(context_features, 1),
+                     channels=(channels, 1))
         height, width = size
         doublings = 0
         while height % 2 == 0 and width % 2 == 0:
@@ -64,7 +78,7 @@ class ContextDecoder(nn.Module):
         self.upsample = nn.Sequential(*layers)
 
     def forward(self, context: Tensor) -> Tensor:
-        return self.upsample(_conv_layout(self.linear(context).view(-1, *self.start)))
+        return self.upsample(_conv_layout(self.linear(context).view(len(context), *self.start)))
 
 
 class MultiplicativeConditioner(nn.Module):
@@ -100,6 +114,9 @@ class MultiplicativeConditioner(nn.Module):
         num_blocks: int = 2,
     ):
         super().__init__()
+        _check_sizes(type(self).__name__, size, in_channels=(in_channels, 1),
+                     out_channels=(out_channels, 1), context_features=(context_features, 1),
+                     hidden_channels=(hidden_channels, 1), num_blocks=(num_blocks, 0))
         self.context_features = context_features
         self.features = ConvResNet(in_channels, hidden_channels, num_blocks)
         per_channel = (hidden_channels, 1, 1)
@@ -143,6 +160,10 @@ class ConcatConditioner(nn.Module):
         context_channels: int = 8,
     ):
         super().__init__()
+        _check_sizes(type(self).__name__, size, in_channels=(in_channels, 1),
+                     out_channels=(out_channels, 1), context_features=(context_features, 1),
+                     hidden_channels=(hidden_channels, 1), num_blocks=(num_blocks, 0),
+                     context_channels=(context_channels, 1))
         self.context_features = context_features
         extra = 0
         if context_features is not None:
@@ -183,6 +204,9 @@ class MLPConditioner(nn.Module):
         num_layers: int = 2,
     ):
         super().__init__()
+        _check_sizes(type(self).__name__, in_features=(in_features, 1),
+                     out_features=(out_features, 1), context_features=(context_features, 1),
+                     hidden_features=(hidden_features, 1), num_layers=(num_layers, 0))
         self.context_features = context_features
         width = in_features + (context_features or 0)
         layers: list = []

@@ -10,6 +10,16 @@ from nflows.transforms.base import Transform
 from pyro.nn import PyroModule
 from torch import Tensor, nn
 
+from flowvae.validation import (  # check_shape, check_context: re-exported for old imports
+    check_context,
+    check_int,
+    check_shape,
+    check_transform_inputs,
+    module_dtype,
+)
+
+__all__ = ["ConditionalAffineCoupling", "check_context", "check_shape", "squeeze", "unsqueeze"]
+
 # conditioner_factory(in_channels, out_channels, spatial_size_or_None) -> conditioner
 ConditionerFactory = Callable[[int, int, Optional[Tuple[int, int]]], nn.Module]
 
@@ -23,6 +33,8 @@ def squeeze(x: Tensor) -> Tensor:
     Output channel ``(2 i + j) C + c`` holds pixel ``(2 h + i, 2 w + j)`` of input channel ``c``,
     so the first ``2C`` channels are the top sub-pixel row of every 2x2 block.
     """
+    if x.dim() != 4 or x.shape[2] % 2 or x.shape[3] % 2:
+        raise ValueError(f"squeeze: expected (B, C, H, W) with even H and W, got {tuple(x.shape)}")
     b, c, h, w = x.shape
     x = x.reshape(b, c, h // 2, 2, w // 2, 2).permute(0, 3, 5, 1, 2, 4)
     return x.reshape(b, 4 * c, h // 2, w // 2)
@@ -30,32 +42,14 @@ def squeeze(x: Tensor) -> Tensor:
 
 def unsqueeze(x: Tensor) -> Tensor:
     """Inverse of :func:`squeeze`: ``(B, 4C, H, W) -> (B, C, 2H, 2W)``."""
+    if x.dim() != 4 or x.shape[1] % 4:
+        raise ValueError(
+            f"unsqueeze: expected (B, 4C, H, W) with channels divisible by 4, got {tuple(x.shape)}"
+        )
     b, c4, h, w = x.shape
     c = c4 // 4
     x = x.reshape(b, 2, 2, c, h, w).permute(0, 3, 4, 1, 5, 2)
     return x.reshape(b, c, 2 * h, 2 * w)
-
-
-def check_shape(name: str, tensor: Optional[Tensor], expected: Sequence[int]) -> None:
-    """Raise a ValueError naming the expected ``(B, *expected)`` and received shapes."""
-    if tensor is None or tuple(tensor.shape[1:]) != tuple(expected):
-        got = None if tensor is None else tuple(tensor.shape)
-        raise ValueError(f"{name}: expected shape (B, {', '.join(map(str, expected))}), got {got}")
-
-
-def check_context(
-    context: Optional[Tensor], context_features: Optional[int], batch_size: int
-) -> None:
-    """Raise a ValueError unless ``context`` is ``(batch_size, context_features)`` or both None."""
-    if context_features is None:
-        if context is not None:
-            raise ValueError(
-                f"this transform takes no context, got a context of shape {tuple(context.shape)}"
-            )
-        return
-    if context is None or tuple(context.shape) != (batch_size, context_features):
-        got = None if context is None else tuple(context.shape)
-        raise ValueError(f"context: expected shape ({batch_size}, {context_features}), got {got}")
 
 
 class ConditionalAffineCoupling(Transform):
@@ -94,6 +88,11 @@ class ConditionalAffineCoupling(Transform):
     float32 rounding difference in a later layer's input can round to another bfloat16 value,
     so that a numerically inverted stack of couplings returns ``x`` only to about ``1e-3``.
 
+    ``forward`` and ``inverse`` check their arguments through :mod:`flowvae.validation`: a
+    non-empty ``(B, *shape)`` input and a ``(B, context_features)`` context, both in the dtype
+    of the layer's parameters (a TypeError naming it otherwise; nothing is cast) and, while
+    Pyro's validation is on, finite (a ValueError naming the argument).
+
     Example:
         >>> import torch
         >>> from flowvae.transforms.conditioners import MLPConditioner
@@ -115,7 +114,13 @@ class ConditionalAffineCoupling(Transform):
         checkerboard: str = "masked",
     ):
         super().__init__()
-        self.shape = tuple(int(s) for s in shape)
+        owner = type(self).__name__
+        self.shape = tuple(check_int(owner, f"shape[{i}]", s) for i, s in enumerate(shape))
+        if not callable(conditioner_factory):
+            raise TypeError(
+                f"{owner}: conditioner_factory: expected a callable (in_channels, out_channels, "
+                f"size) -> conditioner, got {conditioner_factory!r}"
+            )
         if mask not in MASKS:
             raise ValueError(f"mask must be one of {MASKS}, got {mask!r}")
         if checkerboard not in CHECKERBOARDS:
@@ -223,8 +228,8 @@ class ConditionalAffineCoupling(Transform):
         return shift, log_scale
 
     def _check(self, inputs: Tensor, context: Optional[Tensor]) -> None:
-        check_shape(type(self).__name__, inputs, self.shape)
-        check_context(context, self.context_features, inputs.shape[0])
+        check_transform_inputs(type(self).__name__, inputs, context, self.shape,
+                               self.context_features, module_dtype(self))
 
     def forward(self, inputs: Tensor, context: Optional[Tensor] = None):
         self._check(inputs, context)

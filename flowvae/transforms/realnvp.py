@@ -14,14 +14,9 @@ from flowvae.transforms.conditioners import (
     MLPConditioner,
     MultiplicativeConditioner,
 )
-from flowvae.transforms.coupling import (
-    ConditionalAffineCoupling,
-    check_context,
-    check_shape,
-    squeeze,
-    unsqueeze,
-)
+from flowvae.transforms.coupling import ConditionalAffineCoupling, squeeze, unsqueeze
 from flowvae.transforms.normalization import ActNorm
+from flowvae.validation import check_int, check_transform_inputs, module_dtype, nested
 
 CONDITIONERS = {"multiplicative": MultiplicativeConditioner, "concat": ConcatConditioner}
 
@@ -80,6 +75,15 @@ class ConditionalRealNVP(Transform):
         actnorm: put an :class:`ActNorm` (data-dependent init) before every coupling.
         num_couplings, hidden_features, num_layers: the vector flow's couplings and MLPs.
 
+    Sizes and counts are checked when the flow is built (a TypeError for a non-integer, a
+    ValueError below the minimum: widths, ``num_scales`` and ``num_couplings`` at least 1,
+    ``num_checkerboard``, ``num_channelwise``, ``num_final``, ``num_blocks`` and ``num_layers``
+    at least 0, where 0 leaves that stage out). Every call checks its arguments once through
+    :mod:`flowvae.validation`: ``inputs`` a non-empty ``(B, *shape)`` tensor in the dtype of
+    the flow's parameters (never cast: convert the input or the flow), ``context`` a
+    ``(B, context_features)`` tensor of the same dtype, and, while Pyro's validation is on
+    (``pyro.enable_validation``), both finite.
+
     Example:
         >>> import torch
         >>> flow = ConditionalRealNVP((1, 8, 8), context_features=4, hidden_channels=8)
@@ -109,8 +113,20 @@ class ConditionalRealNVP(Transform):
         num_layers: int = 2,
     ):
         super().__init__()
-        self.shape = tuple(int(s) for s in shape)
-        self.context_features = context_features
+        owner = type(self).__name__
+        self.shape = tuple(check_int(owner, f"shape[{i}]", s) for i, s in enumerate(shape))
+        self.context_features = check_int(owner, "context_features", context_features,
+                                          optional=True)
+        for name, value, minimum in (
+            ("num_scales", num_scales, 1), ("num_checkerboard", num_checkerboard, 0),
+            ("num_channelwise", num_channelwise, 0), ("num_final", num_final, 0),
+            ("hidden_channels", hidden_channels, 1), ("num_blocks", num_blocks, 0),
+            ("num_couplings", num_couplings, 1), ("hidden_features", hidden_features, 1),
+            ("num_layers", num_layers, 0),
+        ):
+            check_int(owner, name, value, minimum)
+        if not isinstance(actnorm, bool):
+            raise TypeError(f"{owner}: actnorm: expected a bool, got {actnorm!r}")
         self.actnorm = actnorm
         if len(self.shape) == 1:
             if self.shape[0] < 2:
@@ -125,8 +141,6 @@ class ConditionalRealNVP(Transform):
                 raise ValueError(
                     f"conditioner must be one of {tuple(CONDITIONERS)}, got {conditioner!r}"
                 )
-            if num_scales < 1:
-                raise ValueError(f"num_scales must be >= 1, got {num_scales}")
             factor = 2 ** (num_scales - 1)
             _, height, width = self.shape
             if height % factor or width % factor:
@@ -176,16 +190,18 @@ class ConditionalRealNVP(Transform):
         )
 
     def _check(self, inputs: Tensor, context: Optional[Tensor]) -> None:
-        check_shape(type(self).__name__, inputs, self.shape)
-        check_context(context, self.context_features, inputs.shape[0])
+        check_transform_inputs(type(self).__name__, inputs, context, self.shape,
+                               self.context_features, module_dtype(self))
 
     def forward(self, inputs: Tensor, context: Optional[Tensor] = None):
         self._check(inputs, context)
-        return self.flow(inputs, context)
+        with nested():  # the layers need not check the values again
+            return self.flow(inputs, context)
 
     def inverse(self, inputs: Tensor, context: Optional[Tensor] = None):
         self._check(inputs, context)
-        return self.flow.inverse(inputs, context)
+        with nested():
+            return self.flow.inverse(inputs, context)
 
 
 def _conv_factory(cls, context_features, in_channels, out_channels, size, **kwargs):
