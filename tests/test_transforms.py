@@ -1,6 +1,7 @@
 """One generic test for every Transform in flowvae: add a transform by adding a line to CASES."""
 
 import io
+import math
 from dataclasses import dataclass
 from typing import Callable, Optional, Tuple
 
@@ -267,3 +268,84 @@ def test_bf16_networks_keep_the_inverse_and_logdet_exact(case):
     # off-diagonal block; a composition's numerical Jacobian mixes that noise in (~1e-3)
     tol = 1e-4 if case.name.startswith("coupling") else 3e-3
     assert torch.allclose(logdet, _jacobian_logdet(transform, x, ctx), atol=tol, rtol=0)
+
+
+# ------------------------------------------------------------- LogitTransform at saturation
+EXTREME_LOGITS = [-1e3, -100.0, -40.0, -20.0, -16.6, -5.0, 0.0, 5.0, 16.6, 20.0, 40.0, 100.0, 1e3]
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=str)
+@pytest.mark.parametrize("alpha", [0.05, 0.0])
+def test_logit_transform_scores_every_output_of_its_inverse(dtype, alpha):
+    """Every ``inverse`` output, saturated ends included, lies in the closed domain and is
+    scored again with a finite value and log-det; where ``inverse`` does not saturate,
+    ``forward`` agrees with the float64 (float32 inputs) closed form of the same ``x``, and its
+    log-det with the autograd derivative."""
+    t = LogitTransform(alpha)
+    y = torch.tensor(EXTREME_LOGITS, dtype=dtype).reshape(-1, 1)
+    x, _ = t.inverse(y)
+    low, high = -alpha / (1 - 2 * alpha), (1 - alpha) / (1 - 2 * alpha)
+    assert ((x >= low) & (x <= high)).all()
+    assert (x == high).any() and (alpha == 0 or (x == low).any())  # the ends are reached
+    x = x.detach().requires_grad_(True)
+    again, logdet = t(x)
+    assert again.dtype == logdet.dtype == dtype
+    assert torch.isfinite(again).all() and torch.isfinite(logdet).all()
+    assert (again.diff(dim=0) >= 0).all()  # still monotone through the saturated ends
+    grad, = torch.autograd.grad(again.sum(), x)
+    inside = ((x > low) & (x < high)).squeeze(1)
+    assert torch.allclose(logdet[inside], grad[inside, 0].log(), rtol=1e-5, atol=1e-5)
+    if dtype == torch.float32:  # float64 is the ground truth of a float32 input
+        # the domain's ends are float32 numbers: s = (x - low) / (high - low) with those ends
+        low32, high32 = (torch.tensor(v).double() for v in (low, high))
+        s = (x.detach().double() - low32) / (high32 - low32)
+        assert torch.allclose(again.detach()[inside].double(), (s / (1 - s)).log()[inside],
+                              rtol=1e-5, atol=1e-4)
+        expected = (math.log(1 - 2 * alpha) - s.log() - (1 - s).log())[inside, 0]
+        assert torch.allclose(logdet.detach()[inside].double(), expected, rtol=1e-5, atol=1e-4)
+    # the score of a saturated end is the inverse's own log-det at the logit it returns
+    back, inverse_logdet = t.inverse(again.detach())
+    assert torch.allclose(back, x.detach(), rtol=0, atol=4 * torch.finfo(dtype).eps)
+    ends = ((x == high) | (x == low)).detach() if alpha else (x == high).detach()
+    assert torch.equal(back[ends], x.detach()[ends])
+    assert torch.allclose(inverse_logdet, -logdet.detach(), rtol=1e-6, atol=1e-6)
+
+
+def test_logit_transform_round_trips_far_into_the_tails(float64):
+    y = torch.linspace(-20, 20, 401).reshape(-1, 1)  # x resolves y to 1e-7 there
+    x, inverse_logdet = LogitTransform(0.05).inverse(y)
+    again, logdet = LogitTransform(0.05)(x)
+    assert torch.allclose(again, y, atol=1e-6)
+    assert torch.allclose(logdet, -inverse_logdet, atol=1e-6)
+
+
+def test_logit_transform_refuses_what_lies_outside_only_with_validation_on():
+    import pyro
+    from nflows.transforms.base import InputOutsideDomain
+
+    t = LogitTransform(0.05)
+    for bad in (-0.06, 1.06, math.nan):
+        with pytest.raises(InputOutsideDomain, match="defined on"):
+            t(torch.tensor([[0.5, bad]]))
+    pyro.enable_validation(False)
+    try:  # no host synchronisation: the value is NaN instead of an error
+        y, logdet = t(torch.tensor([[0.5, -0.06]]))
+    finally:
+        pyro.enable_validation(True)
+    assert torch.isnan(y[0, 1]) and torch.isnan(logdet).all()
+
+
+def test_logit_flow_distribution_scores_every_sample_it_draws():
+    """Issue 21's case: a wide base saturates LogitTransform's inverse (16 of 500 samples
+    could not be scored again before)."""
+    from nflows.transforms import CompositeTransform
+
+    from flowvae.distributions import FlowDistribution
+
+    flow = CompositeTransform([LogitTransform(0.05), ConditionalRealNVP((4,), None,
+                                                                       hidden_features=8)])
+    d = FlowDistribution(flow, torch.zeros(4), torch.full((4,), 5.0), event_shape=(4,))
+    x = d.sample((500,)).clone()  # a copy: no cached log-density
+    log_p = d.log_prob(x)
+    assert log_p.shape == (500,) and torch.isfinite(log_p).all()
+    assert ((x == 1 / 0.9 - 0.05 / 0.9) | (x == -0.05 / 0.9)).any()  # some are saturated
