@@ -28,7 +28,13 @@ import torch
 from torch.distributions import kl_divergence
 
 from flowvae.data import load_dataset
-from flowvae.infer import GeneralizedELBO, gibbs_chain, mutual_information, save_grid
+from flowvae.infer import (
+    GeneralizedELBO,
+    gibbs_chain,
+    mutual_information,
+    plot_training_curve,
+    save_grid,
+)
 from flowvae.models import VAE
 from flowvae.train import CHECKPOINT, fit, read_checkpoint
 
@@ -131,11 +137,15 @@ def main(config: Config) -> list:
         torch.manual_seed(config.seed)
         ancestral = model.generate(config.samples)
         out = os.path.join(config.out, kind)
-        save_grid(ancestral, os.path.join(out, "ancestral.png"), config.samples)
-        for start, name in ((ancestral, "gibbs_chain.png"),
-                            (x_mi[-config.samples:], "gibbs_from_data.png")):
+        save_grid(ancestral, os.path.join(out, "ancestral.png"), config.samples,
+                  title=f"{kind}: ancestral samples")
+        steps = [f"Gibbs step {t}" for t in range(1, config.gibbs_steps + 1)]
+        for start, name, first in ((ancestral, "gibbs_chain.png", "ancestral"),
+                                   (x_mi[-config.samples:], "gibbs_from_data.png", "test image")):
             chain = gibbs_chain(model, start, config.gibbs_steps)
-            save_grid(torch.cat([start, *chain]), os.path.join(out, name), config.samples)
+            save_grid(torch.cat([start, *chain]), os.path.join(out, name), config.samples,
+                      row_labels=[first, *steps])
+        plot_training_curve(os.path.join(out, "metrics.csv"), title=kind)
         finals.append(dict(history[-1], sampling_minutes=(time.time() - started) / 60))
     print(f"\nI(x;z) is bounded by log M = {math.log(config.mi_points):.3f} nats "
           f"(M = {config.mi_points}); NLL is -E_q log p(x|z) per pixel, nats")
@@ -145,8 +155,7 @@ def main(config: Config) -> list:
         print(f"| {f['kind']} | {f['step']} | {f['mi']:.3f} | {f['kl']:.3g} | {f['nll']:.4f} | "
               f"{f['minutes']:.1f} | {f['sampling_minutes']:.1f} |")
     print(f"grids: {config.out}/<objective>/ancestral.png; gibbs_chain.png, gibbs_from_data.png "
-          f"(row 1: the start, ancestral samples or test images; rows 2..: Gibbs steps "
-          f"1..{config.gibbs_steps})")
+          f"and training_curve.png")
     return finals
 
 

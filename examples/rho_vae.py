@@ -25,7 +25,7 @@ import torch
 
 from flowvae.data import load_dataset
 from flowvae.data.pixels import binarize
-from flowvae.infer import iwae_log_likelihood, save_grid
+from flowvae.infer import iwae_log_likelihood, plot_training_curve, save_grid
 from flowvae.models.rho_vae import GUIDES, VARIANTS, rho_vae
 from flowvae.train import evaluate_elbo, fit
 
@@ -93,7 +93,10 @@ def run(config: Config, dataset: str, variant: str, guide: str, seed: int, train
     if seed == config.seeds[0]:
         with torch.no_grad():  # Bernoulli means of z ~ p(z): clearer than binary samples
             means = vae.likelihood(torch.randn(64, config.latent_dim, device=config.device)).mean
-        save_grid(means, os.path.join(config.out, dataset, f"samples-{variant}-{guide}.png"))
+        save_grid(means, os.path.join(config.out, dataset, f"samples-{variant}-{guide}.png"),
+                  title=f"{dataset} {variant}, {LABELS[guide]} q: Bernoulli means")
+        plot_training_curve(os.path.join(out, "metrics.csv"),
+                            title=f"{dataset} {variant}, {LABELS[guide]} q, seed {seed}")
     return {"curve": curve, "seconds": time.time() - started}
 
 

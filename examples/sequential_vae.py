@@ -23,7 +23,7 @@ import torch
 from torch.distributions import kl_divergence
 
 from flowvae.data import load_dataset
-from flowvae.infer import save_grid
+from flowvae.infer import plot_training_curve, save_grid
 from flowvae.models import SequentialVAE
 from flowvae.train import CHECKPOINT, fit
 
@@ -108,10 +108,14 @@ def run(dataset: str, config: Config) -> list:
             rows.append((dataset, name, count(model), t + 1, float(variance[t]), kls[t],
                          entropy_bits(samples[t]), gates[t - 1] if t else float("nan"),
                          minutes))
-        save_grid(torch.cat([s[:16] for s in samples]), os.path.join(out, "samples.png"), 16)
+        steps = [f"step {t + 1}" for t in range(model.steps)]
+        save_grid(torch.cat([s[:16] for s in samples]), os.path.join(out, "samples.png"), 16,
+                  row_labels=steps, title=f"{name}: samples")
         recon = model.reconstruct(x[:16], mean=True)
         save_grid(torch.cat([model.to_image(x[:16]), *recon]),
-                  os.path.join(out, "reconstructions.png"), 16)
+                  os.path.join(out, "reconstructions.png"), 16, row_labels=["input", *steps],
+                  title=f"{name}: reconstructions")
+        plot_training_curve(os.path.join(out, "metrics.csv"), title=f"{dataset}: {name}")
     return rows
 
 
@@ -125,7 +129,7 @@ def main(config: Config) -> list:
         gate = "-" if t == 1 else f"{gate:.3f}"
         print(f"| {d} | {name} | {params:,} | {t} | {var:.4f} | {kl:.1f} | {ent:.4f} | {gate} "
               f"| {minutes:.1f} |")
-    print(f"grids under {config.out}/<dataset>/<model>/ (rows: steps 1..T)")
+    print(f"grids and training curves under {config.out}/<dataset>/<model>/")
     return rows
 
 

@@ -22,7 +22,13 @@ import torch
 import torch.nn.functional as F
 
 from flowvae.data import DATASETS, load_dataset
-from flowvae.infer import bits_per_dim, elbo_per_datapoint, iwae_log_likelihood, save_grid
+from flowvae.infer import (
+    bits_per_dim,
+    elbo_per_datapoint,
+    iwae_log_likelihood,
+    plot_training_curve,
+    save_grid,
+)
 from flowvae.models import SRVAE, VAE, FlowPriorVAE
 from flowvae.models.srvae import data_dependent_init
 from flowvae.train import fit
@@ -134,6 +140,7 @@ def evaluate(name, model, test, c: Config):
 
 def save_grids(name, model, test, out):
     x = model.preprocess(test[:16])
+    rows = {"reconstructions": ["input", "reconstruction"]}
     if name == "srvae":
         gen_x, gen_y = model.generate(64, temperature=0.8, return_y=True)
         y = model.downscale(x)
@@ -142,12 +149,14 @@ def save_grids(name, model, test, out):
                                                model.generative_reconstruct(x)]),
                  "super_resolution": torch.cat([F.interpolate(y / 255, scale_factor=2),
                                                 model.super_resolve(y), x / 255])}
+        rows = {"reconstructions": ["input", "x' ~ p(x|y,z)", "from u ~ q(u|y)"],
+                "super_resolution": ["low-res y", "super-resolved", "original"]}
     else:
         grids = {"generations": model.generate(64, temperature=0.8),
                  "reconstructions": torch.cat([x / 255, model.reconstruct(x)])}
     for key, images in grids.items():
-        save_grid(images, os.path.join(out, f"{name}_{key}.png"), nrow=16 if "rec" in key
-                  or "super" in key else 8)
+        save_grid(images, os.path.join(out, f"{name}_{key}.png"), nrow=len(x) if key in rows
+                  else 8, row_labels=rows.get(key), title=f"{name}: {key.replace('_', ' ')}")
 
 
 def main(c: Config) -> dict:
@@ -171,6 +180,7 @@ def main(c: Config) -> dict:
         row = evaluate(name, model, test_dev, c)
         row.update(params=sum(p.numel() for p in model.parameters()), minutes=minutes)
         save_grids(name, model, test_dev, c.out)
+        plot_training_curve(os.path.join(c.out, name, "metrics.csv"), title=name)
         results[name] = row
         print(name, {k: round(v, 3) for k, v in row.items()}, flush=True)
     keys = ["params", "minutes", "RE_x", "RE_y", "KL_z", "KL_u", "elbo_bpd", "iwae_bpd",

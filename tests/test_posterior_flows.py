@@ -154,11 +154,12 @@ def test_example_trains_evaluates_and_prints_the_table(binarize, data_root, tmp_
     monkeypatch.setenv("FLOWVAE_DATA", data_root)
     example = load_example("posterior_flows")
     config = example.Config(binarize=binarize, steps=(1,), epochs=1, max_steps_per_epoch=2,
-                            latent_dim=D, hidden=16, flow_hidden=8, iwae=3, test_images=20,
+                            latent_dim=D, hidden=16, flow_hidden=8, iwae=3, eval_images=20,
                             out=str(tmp_path))
     rows = example.main(config)
     assert [row["model"] for row in rows] == ["normal", "realnvp-k1", "planar-k1"]
     for row in rows:
         assert row["nll"] <= row["nelbo"] + 5 and row["recon"] > 0
     assert "test NLL (IWAE, K=3)" in capsys.readouterr().out
-    assert (tmp_path / "samples_planar-k1.png").stat().st_size > 0
+    for name in ("samples.png", "training_curve.png"):
+        assert (tmp_path / "planar-k1" / name).stat().st_size > 0, name

@@ -6,6 +6,7 @@ import torch
 from PIL import Image
 
 from flowvae.infer import plot_training_curve, save_grid
+from flowvae.infer.sampling import _newest_run
 
 
 def test_grid_is_enlarged_by_a_whole_factor_with_nearest_neighbour_pixels(tmp_path):
@@ -21,7 +22,7 @@ def test_grid_is_enlarged_by_a_whole_factor_with_nearest_neighbour_pixels(tmp_pa
         block = picture[top : top + 8 * scale, left : left + 8 * scale]
         expected = (images[index, 0] * 255 + 0.5).floor().to(torch.uint8).numpy()
         assert (block == np.kron(expected, np.ones((scale, scale), np.uint8))).all()
-    assert (picture[:2 * scale] == 255).all()  # white separators
+    assert (picture[:2 * scale] == 128).all()  # grey separators
 
 
 def test_labels_add_margins_and_text(tmp_path):
@@ -51,3 +52,9 @@ def test_training_curve_from_metrics_csv(tmp_path):
     train_only = tmp_path / "train_only.csv"
     train_only.write_text("epoch,step,train_nelbo,train_bpd,seconds\n1,5,3.0,1.0,0.1\n")
     assert Image.open(plot_training_curve(str(train_only), str(tmp_path / "t.png"))).width > 0
+
+
+def test_training_curve_plots_the_newest_of_appended_runs():
+    steps = [10, 20, 30, 10, 20, 5, 10]  # three fresh runs appended to one metrics.csv
+    assert [r["step"] for r in _newest_run([{"step": str(s)} for s in steps])] == ["5", "10"]
+    assert len(_newest_run([{"step": "1"}, {"step": "2"}])) == 2  # one run, resumed or not

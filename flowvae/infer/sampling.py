@@ -36,7 +36,7 @@ def save_grid(images: Tensor, path: str, nrow: int = 8, *,
               min_width: int = 400, padding: int = 2) -> str:
     """Save ``(N, C, H, W)`` images in ``[0, 1]`` as a PNG grid that is readable at 100% zoom.
 
-    The grid (``torchvision.utils.make_grid``, ``nrow`` images per row, white separators) is
+    The grid (``torchvision.utils.make_grid``, ``nrow`` images per row, grey separators) is
     enlarged by the smallest whole factor that makes it at least ``min_width`` pixels wide,
     with nearest-neighbour scaling so that pixels stay sharp. ``row_labels`` (one per grid
     row) are written on the left, ``column_labels`` (one per column, ``""`` for none) above,
@@ -59,9 +59,10 @@ def save_grid(images: Tensor, path: str, nrow: int = 8, *,
             raise ValueError(f"{name}: {len(labels)} labels for {count} grid "
                              f"{name.split('_')[0]}s ({len(images)} images, nrow={nrow})")
     grid = make_grid(images.detach().float().cpu().clamp(0, 1), nrow=nrow, padding=padding,
-                     pad_value=1.0)
+                     pad_value=0.5)
     scale = max(1, math.ceil(min_width / grid.shape[-1]))
-    picture = to_pil_image(grid).resize((grid.shape[-1] * scale, grid.shape[-2] * scale),
+    pixels = grid.mul(255).add_(0.5).clamp_(0, 255).to(torch.uint8)  # rounded, as save_image
+    picture = to_pil_image(pixels).resize((grid.shape[-1] * scale, grid.shape[-2] * scale),
                                         Image.NEAREST)
     if row_labels or column_labels or title:
         cell = ((images.shape[-2] + padding) * scale, (images.shape[-1] + padding) * scale)
@@ -100,7 +101,8 @@ def plot_training_curve(metrics_csv: str, path: Optional[str] = None, *,
 
     ``metric`` is ``"nelbo"`` (the ``train_nelbo`` / ``test_nelbo`` columns that
     :func:`flowvae.train.fit` writes, nats per image) or ``"bpd"``; a run without a test set
-    shows the train curve only. Writes a PNG to ``path`` (default: ``training_curve.png``
+    shows the train curve only; of a CSV that several fresh runs appended to, the newest run is
+    plotted. Writes a PNG to ``path`` (default: ``training_curve.png``
     beside the CSV) and returns the path. Needs matplotlib (``pip install "flowvae[examples]"``),
     which is imported only here.
     """
@@ -114,6 +116,7 @@ def plot_training_curve(metrics_csv: str, path: Optional[str] = None, *,
         rows = list(csv.DictReader(f))
     if not rows:
         raise ValueError(f"{metrics_csv} has no rows to plot")
+    rows = _newest_run(rows)
     path = path or os.path.join(os.path.dirname(os.path.abspath(metrics_csv)),
                                 "training_curve.png")
     figure = Figure(figsize=(6.4, 4.0), dpi=100, layout="constrained")
@@ -132,3 +135,10 @@ def plot_training_curve(metrics_csv: str, path: Optional[str] = None, *,
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     figure.savefig(path)
     return path
+
+
+def _newest_run(rows: List[dict]) -> List[dict]:
+    """The rows of the last run: ``fit`` appends, and a fresh run in an old folder starts
+    again at a step no larger than the previous row's."""
+    restarts = [i for i in range(1, len(rows)) if int(rows[i]["step"]) <= int(rows[i - 1]["step"])]
+    return rows[restarts[-1]:] if restarts else rows
