@@ -16,6 +16,7 @@ import pyro
 import torch
 import torch.distributed as dist
 from pyro import poutine
+from pyro.distributions import is_validation_enabled
 from pyro.infer import JitTrace_ELBO, Trace_ELBO, TraceMeanField_ELBO
 from torch import Tensor, nn
 from torch.nn.parallel import DistributedDataParallel
@@ -23,10 +24,12 @@ from torch.utils.data import DistributedSampler
 from tqdm.auto import tqdm
 
 import flowvae
-from flowvae.infer.evaluate import bits_per_dim, elbo_per_datapoint
+from flowvae.infer.diagnostics import latent_diagnostics, summarize_latents
+from flowvae.infer.device_elbo import DeviceTrace_ELBO
+from flowvae.infer.evaluate import bits_per_dim
 
 OPTIMIZERS = {"adam": torch.optim.Adam, "adamax": torch.optim.Adamax}
-ELBOS = {"trace": Trace_ELBO, "meanfield": TraceMeanField_ELBO, "jit": JitTrace_ELBO}
+ELBOS = {"trace": DeviceTrace_ELBO, "meanfield": TraceMeanField_ELBO, "jit": JitTrace_ELBO}
 PRECISIONS = ("float32", "bf16")
 CHECKPOINT = "checkpoint.pt"
 
@@ -169,15 +172,24 @@ def _e_g(names: List[str]) -> str:
 
 @torch.no_grad()
 def evaluate_elbo(module, images: Tensor, batch_size: int = 500, device=None) -> Dict[str, float]:
-    """Mean negative ELBO (nats per image) and its bits/dim over ``images`` (one sample each)."""
+    """The test ELBO of ``module`` on the ``uint8`` ``images`` and whether its latents carry
+    information, at one draw ``z ~ q(z|x)`` per image (:mod:`flowvae.infer.diagnostics`).
+
+    Returns:
+        ``nelbo`` (the negative ELBO with every term at weight 1, nats per image), ``bpd`` (its
+        bits/dim), ``distortion`` (``-E_q log p(x|z)``), ``rate`` (the KL of all latents) and
+        per latent site ``rate_<site>``, ``active_units_<site>`` (Burda et al. 2016, over all
+        ``images``) and ``mutual_info_<site>`` (estimated per batch of ``batch_size``).
+    """
     device = device or next(module.parameters()).device
-    total = 0.0
+    batches = []
     for start in range(0, len(images), batch_size):
         x = module.preprocess(images[start : start + batch_size].to(device))
-        total += -elbo_per_datapoint(module.model, module.guide, x).sum().item()
-    nelbo = total / len(images)
+        batches.append(latent_diagnostics(module.model, module.guide, x))
+    summary = summarize_latents(batches)
     dequantized = not module.p_x.discrete
-    return {"nelbo": nelbo, "bpd": bits_per_dim(-nelbo, module.shape, dequantized)}
+    bpd = bits_per_dim(-summary["nelbo"], module.shape, dequantized)
+    return {"nelbo": summary.pop("nelbo"), "bpd": bpd, **summary}
 
 
 def fit(
@@ -274,6 +286,7 @@ def fit(
     else:  # any Pyro ELBO, e.g. flowvae.infer.GeneralizedELBO(kind="mmd")
         loss_fn = elbo
     objective = DifferentiableELBO(module, loss_fn)
+    set_schedule_step = hasattr(loss_fn, "warmup_steps")  # GeneralizedELBO's KL warm-up
     if world > 1:
         objective = DistributedDataParallel(objective)
     history: List[Dict[str, float]] = []
@@ -288,6 +301,8 @@ def fit(
         module.load_state_dict(state["state_dict"])
         _restore_foreign_params(state["param_store"], module)
         start_epoch, step, history = state["epoch"], state["step"], state["history"]
+    if set_schedule_step:  # the KL warm-up continues from the run's own step counter
+        loss_fn.step = step
     try:
         params = trainable_parameters(module, images[:2].to(device))
     except ValueError as err:  # Pyro validation rejecting NaN distribution parameters
@@ -320,11 +335,13 @@ def fit(
         bar = tqdm(batches, desc=f"epoch {epoch + 1}/{epochs}", disable=not progress,
                    leave=False)
         started, total, count = time.time(), 0.0, 0
+        if device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(device)
         for index in bar:
             x = module.preprocess(images[index].to(device))
             step += 1
             try:
-                value = training_step(objective, optim, params, x, clip_norm, world)
+                value = float(training_step(objective, optim, params, x, clip_norm, world))
             except ValueError as err:  # Pyro validation rejecting NaN distribution parameters
                 if all(torch.isfinite(p).all() for p in params):
                     raise
@@ -339,11 +356,14 @@ def fit(
         row = {"epoch": epoch + 1, "step": step, "train_nelbo": total / count,
                "train_bpd": bits_per_dim(-total / count, dims, dequantized),
                "seconds": time.time() - started}
+        row["images_per_s"] = count / row["seconds"]
+        if device.type == "cuda":
+            row["peak_memory_gib"] = torch.cuda.max_memory_allocated(device) / 2**30
         if rank == 0:
             if test_images is not None:
                 module.eval()
                 test = evaluate_elbo(module, test_images, eval_batch_size, device)
-                row.update(test_nelbo=test["nelbo"], test_bpd=test["bpd"])
+                row.update({f"test_{key}": value for key, value in test.items()})
             if progress:
                 tqdm.write(" ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
                                     for k, v in row.items()))
@@ -364,24 +384,35 @@ def fit(
 
 
 def training_step(objective: nn.Module, optim: torch.optim.Optimizer, params: List[Tensor],
-                  x: Tensor, clip_norm: Optional[float] = None, world: int = 1) -> float:
+                  x: Tensor, clip_norm: Optional[float] = None,
+                  world: int = 1) -> Union[float, Tensor]:
     """One optimizer step of :func:`fit`: the loss ``objective(x)`` (a
     :class:`DifferentiableELBO`, or its ``DistributedDataParallel`` wrapper with ``world``
     processes), its gradient, the global gradient norm clipped to ``clip_norm``, ``optim``'s
     update. Returns the loss per data point; a non-finite loss (in any process) is returned
-    without updating anything."""
+    without updating anything. With Pyro's validation off (``pyro.enable_validation(False)``)
+    the loss is not checked and is returned as a 0-d tensor: the step reads nothing on the
+    host, so the device never waits for it (the caller decides when to read the value)."""
     optim.zero_grad(set_to_none=True)
     # DDP averages gradients over processes, each holding 1/world of the global batch:
     # times world, it is the gradient of the global batch's summed loss
     loss = objective(x) * world
+    if not is_validation_enabled():
+        _update(loss, optim, params, clip_norm)
+        return loss.detach() / world / len(x)
     value = loss.item() / world / len(x)
     if _any_process(not math.isfinite(value), world, x.device):
         return value if not math.isfinite(value) else math.nan
+    _update(loss, optim, params, clip_norm)
+    return value
+
+
+def _update(loss: Tensor, optim: torch.optim.Optimizer, params: List[Tensor],
+            clip_norm: Optional[float]) -> None:
     loss.backward()
     if clip_norm:
         torch.nn.utils.clip_grad_norm_(params, clip_norm)
     optim.step()
-    return value
 
 
 def trainable_parameters(module, x: Tensor) -> List[Tensor]:

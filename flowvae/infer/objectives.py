@@ -69,12 +69,13 @@ from pyro.infer.util import MultiFrameTensor, get_plate_stacks, torch_item
 from pyro.poutine.util import site_is_subsample
 from pyro.util import warn_if_nan
 from torch import Tensor
-from torch.distributions import kl_divergence
+from torch.distributions import Independent, kl_divergence
 
 #: the name :class:`pyro.infer.ELBO` gives its plate of vectorized particles
 PARTICLE_PLATE = "num_particles_vectorized"
 
 KINDS = ("elbo", "beta", "unregularized", "mmd")
+FREE_BITS_GROUPS = ("site", "dimension")
 #: (beta, mmd_weight) defaults per kind; ``elbo`` and ``unregularized`` admit no other values
 _DEFAULTS = {"elbo": (1.0, 0.0), "beta": (1.0, 0.0), "unregularized": (0.0, 0.0),
              "mmd": (0.0, 1.0)}
@@ -139,6 +140,13 @@ def mmd(x: Tensor, y: Tensor, bandwidth: Optional[float] = None,
     return xx + yy - 2 * kxy.mean((-2, -1))
 
 
+def _factors(d):
+    """The elementwise distribution under ``to_event`` wrappers."""
+    while isinstance(d, Independent):
+        d = d.base_dist
+    return d
+
+
 def _per_particle(value: Tensor, event_dim: int, stack) -> Tensor:
     """A site's value ``batch_shape + event_shape`` as ``(P, N, D)``: vectorized particles first,
     every other batch dim (the data plate) flattened into the samples, the event flattened."""
@@ -172,6 +180,18 @@ class GeneralizedELBO(Trace_ELBO):
         unbiased: the unbiased MMD estimator instead of the biased one.
         analytic_kl: closed-form KL where available (mean-field guide assumed, as in
             :class:`pyro.infer.TraceMeanField_ELBO`).
+        free_bits: ``lambda`` of free bits (Kingma et al. 2016), in nats per data point and
+            latent group: each group's KL, summed over the batch, enters as
+            ``max(lambda N, KL)``, so a group below ``lambda`` nats per data point gets no
+            pressure towards the prior. ``0`` (default): off. Reparameterised guide sites only.
+        free_bits_group: ``"site"`` (each regularised latent site is one group) or
+            ``"dimension"`` (each coordinate of the site's event is one group; needs a
+            factorised ``q`` and ``p`` with a closed-form KL, such as diagonal Normals).
+        warmup_steps: KL warm-up (Bowman et al. 2016): the KL weight rises linearly from 0 to
+            ``beta`` over this many optimisation steps, counted in :attr:`step` (advanced by
+            every :meth:`loss_and_grads` and :meth:`differentiable_loss` made with gradients
+            enabled; :func:`flowvae.train.fit` sets it from its own step counter, so a resumed
+            run continues the schedule). ``0`` (default): off.
         num_particles, max_plate_nesting, vectorize_particles, \*\*elbo_kwargs: as for
             :class:`pyro.infer.Trace_ELBO`.
 
@@ -198,6 +218,9 @@ class GeneralizedELBO(Trace_ELBO):
         bandwidth: Optional[float] = None,
         unbiased: bool = False,
         analytic_kl: bool = False,
+        free_bits: float = 0.0,
+        free_bits_group: str = "site",
+        warmup_steps: int = 0,
         num_particles: int = 1,
         max_plate_nesting: float = float("inf"),
         vectorize_particles: bool = False,
@@ -219,14 +242,47 @@ class GeneralizedELBO(Trace_ELBO):
         if self.beta < 0 or self.mmd_weight < 0:
             raise ValueError(f"weights must be >= 0, got beta={self.beta}, "
                              f"mmd_weight={self.mmd_weight}")
+        if kind == "unregularized" and (free_bits or warmup_steps):
+            raise ValueError("free_bits and warmup_steps weight a KL term: kind='unregularized' "
+                             "has none")
+        if not free_bits >= 0 or warmup_steps < 0:
+            raise ValueError(f"free_bits and warmup_steps must be >= 0, got free_bits="
+                             f"{free_bits}, warmup_steps={warmup_steps}")
+        if free_bits_group not in FREE_BITS_GROUPS:
+            raise ValueError(f"free_bits_group must be one of {FREE_BITS_GROUPS}, got "
+                             f"{free_bits_group!r}")
+        self.free_bits = float(free_bits)
+        self.free_bits_group = free_bits_group
+        self.warmup_steps = int(warmup_steps)
+        self.step = 0
         self.latent_site = latent_site
         self.bandwidth = bandwidth
         self.unbiased = unbiased
         self.analytic_kl = analytic_kl
 
     def __repr__(self) -> str:
+        extra = "".join(f", {k}={getattr(self, k)!r}" for k in ("free_bits", "warmup_steps")
+                        if getattr(self, k))
         return (f"{type(self).__name__}(kind={self.kind!r}, beta={self.beta}, "
-                f"mmd_weight={self.mmd_weight}, latent_site={self.latent_site!r})")
+                f"mmd_weight={self.mmd_weight}, latent_site={self.latent_site!r}{extra})")
+
+    @property
+    def kl_weight(self) -> float:
+        """The KL weight of the current :attr:`step`: ``beta``, ramped up during warm-up."""
+        if self.warmup_steps and self.step < self.warmup_steps:
+            return self.beta * self.step / self.warmup_steps
+        return self.beta
+
+    def loss_and_grads(self, model, guide, *args, **kwargs) -> float:
+        loss = super().loss_and_grads(model, guide, *args, **kwargs)
+        self.step += 1
+        return loss
+
+    def differentiable_loss(self, model, guide, *args, **kwargs) -> Tensor:
+        loss = super().differentiable_loss(model, guide, *args, **kwargs)
+        if torch.is_grad_enabled():
+            self.step += 1
+        return loss
 
     # ------------------------------------------------------------------ site bookkeeping
     def _latents(self, model_trace, guide_trace) -> Set[str]:
@@ -244,11 +300,11 @@ class GeneralizedELBO(Trace_ELBO):
     def _weight(self, name: str, site, latents: Set[str]) -> float:
         if site["is_observed"] or name not in latents:
             return 1.0
-        return self.beta
+        return self.kl_weight
 
     def _analytic_kls(self, model_trace, guide_trace, latents: Set[str]) -> Dict[str, Tensor]:
         kls: Dict[str, Tensor] = {}
-        if not self.analytic_kl or self.beta == 0:
+        if not self.analytic_kl or self.beta == 0 or self.free_bits > 0:
             return kls
         for name in latents:
             guide_site, model_site = guide_trace.nodes[name], model_trace.nodes[name]
@@ -299,17 +355,43 @@ class GeneralizedELBO(Trace_ELBO):
         counts = _per_particle(counts, 0, stack).sum((-2, -1))
         return (counts * mmd(z, z_prior, self.bandwidth, self.unbiased)).sum()
 
+    def _free_bits_term(self, model_site, guide_site) -> Tensor:
+        """``sum_g max(lambda N, KL_g)``: each group's KL summed over the batch (and any
+        vectorized particles), ``N`` the data points it covers (the site's scale summed)."""
+        q, p, z = guide_site["fn"], model_site["fn"], guide_site["value"]
+        batch_shape = z.shape[: z.dim() - q.event_dim]
+        scale = z.new_ones(batch_shape) * model_site["scale"]
+        if self.free_bits_group == "dimension":
+            try:
+                kl = kl_divergence(_factors(q), _factors(p))
+            except NotImplementedError as err:
+                raise NotImplementedError(
+                    f"free_bits_group='dimension' needs a closed-form per-coordinate KL at site "
+                    f"{guide_site['name']!r} ({type(q).__name__} vs {type(p).__name__})") from err
+            kl = kl.expand(z.shape) * scale.reshape(*batch_shape, *(1,) * q.event_dim)
+            kl = kl.reshape(-1, *z.shape[len(batch_shape):]).sum(0)
+        else:
+            kl = q.log_prob(z) - p.log_prob(z)
+            if self.analytic_kl:
+                try:
+                    kl = kl_divergence(q, p).expand(batch_shape)
+                except NotImplementedError:
+                    pass
+            kl = (kl * scale).sum()
+        return torch.clamp(kl, min=self.free_bits * float(scale.sum())).sum()
+
     # ------------------------------------------------------------------ the estimator
     def _differentiable_loss_particle(self, model_trace, guide_trace) -> Tuple[float, Tensor]:
         latents = self._latents(model_trace, guide_trace)
         kls = self._analytic_kls(model_trace, guide_trace, latents)
-        reparam_only = self.mmd_weight > 0 or self.analytic_kl
+        free = latents if self.free_bits > 0 and self.kl_weight != 0 else set()
+        reparam_only = self.mmd_weight > 0 or self.analytic_kl or bool(free)
         elbo: Union[float, Tensor] = 0.0
         surrogate: Union[float, Tensor] = 0.0
         log_r = None
 
         for name, site in model_trace.nodes.items():
-            if site["type"] != "sample" or name in kls:
+            if site["type"] != "sample" or name in kls or name in free:
                 continue
             w = self._weight(name, site, latents)
             if w != 0:
@@ -321,7 +403,9 @@ class GeneralizedELBO(Trace_ELBO):
                 continue
             w = self._weight(name, site, latents)
             _, score_function_term, entropy_term = site["score_parts"]
-            if name in kls:
+            if name in free:
+                pass
+            elif name in kls:
                 elbo = elbo - w * kls[name].detach()
                 surrogate = surrogate - w * kls[name]
             elif w != 0:
@@ -337,6 +421,12 @@ class GeneralizedELBO(Trace_ELBO):
                     log_r = self._log_r(model_trace, guide_trace, latents)
                 reward = log_r.sum_to(site["cond_indep_stack"])
                 surrogate = surrogate + (reward * score_function_term).sum()
+
+        for name in sorted(free):
+            term = self.kl_weight * self._free_bits_term(model_trace.nodes[name],
+                                                         guide_trace.nodes[name])
+            elbo = elbo - term.detach()
+            surrogate = surrogate - term
 
         if self.mmd_weight > 0:
             for name in sorted(latents):
