@@ -24,8 +24,8 @@ from torch.utils.data import DistributedSampler
 from tqdm.auto import tqdm
 
 import flowvae
-from flowvae.infer.diagnostics import latent_diagnostics, summarize_latents
 from flowvae.infer.device_elbo import DeviceTrace_ELBO
+from flowvae.infer.diagnostics import latent_diagnostics, summarize_latents
 from flowvae.infer.evaluate import bits_per_dim
 
 OPTIMIZERS = {"adam": torch.optim.Adam, "adamax": torch.optim.Adamax}
