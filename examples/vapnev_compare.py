@@ -6,6 +6,8 @@ discretized-logistic pixel likelihood, (d) VAPNEV with the concatenation conditi
     python examples/vapnev_compare.py                    # digits, a few minutes on 2 CPU cores
     python examples/vapnev_compare.py --dataset mnist --epochs 5 --train-size 10000
     python examples/vapnev_compare.py --dataset mnist --models ac --dequantization variational
+
+Each model writes samples.png and training_curve.png into --out/<letter>.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from functools import partial
 import torch
 
 from flowvae.data import DATASETS, load_dataset
-from flowvae.infer import bits_per_dim, iwae_log_likelihood
+from flowvae.infer import bits_per_dim, iwae_log_likelihood, plot_training_curve, save_grid
 from flowvae.models import VAE, VAPNEV, FlowDensity
 from flowvae.models.components import DEQUANTIZATIONS
 from flowvae.train import fit
@@ -82,9 +84,9 @@ def main(c: Config) -> list:
             continue
         torch.manual_seed(c.seed)  # the same seed for every model's weights and training
         model = build()
-        started = time.time()
+        started, out = time.time(), os.path.join(c.out, name[1])
         fit(model, train, epochs=c.epochs, batch_size=c.batch_size, device=c.device,
-            seed=c.seed, progress=False)
+            seed=c.seed, progress=False, out_dir=out)
         minutes = (time.time() - started) / 60
         x = model.preprocess(test.to(c.device))
         log_px = torch.cat([iwae_log_likelihood(model.model, model.guide, chunk,
@@ -93,6 +95,9 @@ def main(c: Config) -> list:
         bpd = bits_per_dim(log_px.mean().item(), shape, dequantized=not model.p_x.discrete)
         rows.append(dict(model=name, parameters=count(model), minutes=round(minutes, 2),
                          test_bpd_iwae=round(bpd, 4)))
+        save_grid(model.generate(32, temperature=0.8), os.path.join(out, "samples.png"),
+                  title=f"{name}: samples, T=0.8")
+        plot_training_curve(os.path.join(out, "metrics.csv"), title=name)
         print(rows[-1], flush=True)
     print(f"\n{c.dataset}, {c.epochs} epochs, IWAE K={c.iwae} on {len(test)} test images")
     print("| model | parameters | minutes | test bits/dim (IWAE) |\n|---|---|---|---|")
@@ -105,13 +110,17 @@ def main(c: Config) -> list:
 
 
 CHOICES = {"dataset": DATASETS, "dequantization": DEQUANTIZATIONS}
+HELP = {"train_size": "train images used (0: all)", "test_size": "test images evaluated",
+        "models": "which of (a)-(d) to run, e.g. ac", "iwae": "importance samples K",
+        "out": "folder for results.json and each model's run"}
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     for field, default in asdict(Config()).items():
         flag = "--" + field.replace("_", "-")
+        text = HELP.get(field, "") + f" (default: {default})"
         if field in CHOICES:
-            parser.add_argument(flag, default=default, choices=CHOICES[field])
+            parser.add_argument(flag, default=default, choices=CHOICES[field], help=text)
         else:
-            parser.add_argument(flag, type=type(default), default=default)
+            parser.add_argument(flag, type=type(default), default=default, help=text)
     main(Config(**vars(parser.parse_args())))

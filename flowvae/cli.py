@@ -567,7 +567,8 @@ def _sample_command(config: SampleConfig) -> None:
     model = _load_model(path, device)
     pyro.set_rng_seed(config.seed)
     images = model.generate(config.n, temperature=config.temperature)
-    print("wrote", save_grid(images, config.output, nrow=config.nrow))
+    title = f"{type(model).__name__}: {config.n} samples, temperature {config.temperature:g}"
+    print("wrote", save_grid(images, config.output, nrow=config.nrow, title=title))
 
 
 # ---------------------------------------------------------------------------- helpers

@@ -74,9 +74,10 @@ def test_sample_writes_a_png_grid(vae_run, tmp_path):
     png = tmp_path / "grid" / "samples.png"
     assert main(["sample", str(vae_run), "--n", "10", "--nrow", "4", "--temperature", "0.8",
                  "-o", str(png), "--device", "cpu", "--seed", "1"]) == 0
-    cell = DIGITS_SIDE + 1  # save_grid puts a 1-pixel border around every image
-    with Image.open(png) as image:
-        assert image.size == (4 * cell + 1, 3 * cell + 1)
+    grid = (4 * (DIGITS_SIDE + 2) + 2, 3 * (DIGITS_SIDE + 2) + 2)  # make_grid, padding 2
+    scale = 10  # the smallest whole factor that makes the grid at least 400 px wide
+    with Image.open(png) as image:  # a title line above the enlarged grid
+        assert image.width == grid[0] * scale and image.height > grid[1] * scale
 
 
 def test_resume_continues_and_refuses_another_model(vae_run, tmp_path, capsys):

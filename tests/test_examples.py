@@ -1,12 +1,14 @@
 """Every example runs end to end (tiny budgets), and the codebase passes ruff."""
 
 import importlib.util
+import itertools
 import os
 import shutil
 import subprocess
 import sys
 
 import pytest
+from PIL import Image
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -52,6 +54,8 @@ def test_vapnev_comparison_example_runs_all_four_models(tmp_path, load_example):
     assert [r["model"][:3] for r in rows] == ["(a)", "(b)", "(c)", "(d)"]
     assert all(r["test_bpd_iwae"] > 0 for r in rows)
     assert (tmp_path / "results.json").exists()
+    for letter, name in itertools.product("abcd", ("samples.png", "training_curve.png")):
+        assert Image.open(tmp_path / letter / name).width >= 400, (letter, name)
     only = example.main(example.Config(epochs=1, train_size=64, test_size=8, flow_channels=4,
                                        latent_dim=2, iwae=2, models="c", out=str(tmp_path)))
     assert [r["model"] for r in only] == [rows[2]["model"]]
