@@ -331,6 +331,7 @@ class SRVAE(PyroModule):
         to_pyro_module_(self)
         # in the state_dict, so that a restored model is not initialised again
         self.register_buffer("initialized", torch.tensor(not data_init))
+        self._known_initialized = not data_init  # the host's copy: no device read per step
 
     # ------------------------------------------------------------------ data
     def preprocess(self, x: Tensor) -> Tensor:
@@ -370,6 +371,11 @@ class SRVAE(PyroModule):
         (a few hundred images); marks the model initialised."""
         data_dependent_init(lambda: self.elbo_terms(x), self.networks)
         self.initialized.fill_(True)
+        self._known_initialized = True
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        self._known_initialized = False  # the loaded flag is read again, once
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     # ------------------------------------------------------------------ the distributions
     def prior_u(self, like: Tensor, temperature: float = 1.0):
@@ -414,8 +420,10 @@ class SRVAE(PyroModule):
             pyro.sample(OBSERVED, self.likelihood_x(y, z), obs=x)
 
     def guide(self, x: Tensor) -> None:
-        if self.training and not self.initialized:  # data_init: on the first training batch
-            self.initialize(x)
+        if self.training and not self._known_initialized:  # data_init: the first batch
+            if not self.initialized:
+                self.initialize(x)
+            self._known_initialized = True
         y = self.downscale(x)
         with pyro.plate(DATA_PLATE, x.shape[0], dim=-1):
             pyro.sample(LATENT_U, self.posterior_u(y))
