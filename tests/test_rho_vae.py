@@ -113,36 +113,76 @@ def test_one_svi_step_per_variant_and_guide(variant, guide):
     assert elbo.analytic_kl and (vae.config["network"] == "conv") == (variant == "conv")
 
 
-def _paired_losses(objective, reference, vae, x, seed=3):
+def _paired_losses(objective, vae, x, seed=3, **plain_weights):
+    """The loss of ``vae`` and, at the same seed, of the same networks with ``plain_weights``
+    (e.g. ``beta=1.0``: the plain VAE)."""
     pyro.set_rng_seed(seed)
     first = objective.loss(vae.model, vae.guide, x)
+    saved = {name: getattr(vae, name) for name in plain_weights}
+    for name, value in plain_weights.items():
+        setattr(vae, name, value)
     pyro.set_rng_seed(seed)
-    return first, reference.loss(vae.model, vae.guide, x)
+    try:
+        return first, objective.loss(vae.model, vae.guide, x)
+    finally:
+        for name, value in saved.items():
+            setattr(vae, name, value)
 
 
+@pytest.mark.parametrize("objective", ["returned", "meanfield"])
 @pytest.mark.parametrize("guide", GUIDES)
-def test_beta_vae_weights_the_kl_by_beta(float64, guide):
+def test_beta_vae_weights_the_kl_by_beta(float64, guide, objective):
     vae, elbo = rho_vae("beta", guide, SHAPE, latent_dim=4, hidden=8, beta=4.0)
     x = observations(vae, 16)
-    plain = GeneralizedELBO("elbo", analytic_kl=True, max_plate_nesting=1)
-    loss_beta, loss_plain = _paired_losses(elbo, plain, vae, x)
+    if objective == "meanfield":  # the weight is in the model: Pyro's own ELBO sees it
+        elbo = TraceMeanField_ELBO(max_plate_nesting=1)
+    loss_beta, loss_plain = _paired_losses(elbo, vae, x, beta=1.0)
     kl = kl_divergence(vae.posterior(x), dist.Normal(torch.zeros(4), 1.0).to_event(1)).sum()
     assert kl > 0.1
     assert loss_beta - loss_plain == pytest.approx(3.0 * kl.item(), rel=1e-8)
 
 
+@pytest.mark.parametrize("objective", ["returned", "meanfield"])
 @pytest.mark.parametrize("guide", GUIDES)
-def test_infovae_adds_lambda_n_mmd_of_the_aggregate_posterior(float64, guide):
+def test_infovae_adds_lambda_n_mmd_of_the_aggregate_posterior(float64, guide, objective):
     vae, elbo = rho_vae("infovae", guide, SHAPE, latent_dim=4, hidden=8, mmd_weight=100.0)
     x = observations(vae, 16)
-    plain = GeneralizedELBO("elbo", analytic_kl=True, max_plate_nesting=1)
-    loss_info, loss_plain = _paired_losses(elbo, plain, vae, x)
+    if objective == "meanfield":
+        elbo = TraceMeanField_ELBO(max_plate_nesting=1)
+    loss_info, loss_plain = _paired_losses(elbo, vae, x, mmd_weight=0.0)
     pyro.set_rng_seed(3)  # the draws of the loss: z ~ q(z|x_i), then the prior's
     z = vae.posterior(x).rsample()
     z_prior = dist.Normal(torch.zeros(16, 4), 1.0).to_event(1).rsample()
     expected = 100.0 * 16 * mmd(z, z_prior).item()
     assert expected > 1.0
     assert loss_info - loss_plain == pytest.approx(expected, rel=1e-8)
+
+
+@pytest.mark.parametrize("elbo", [Trace_ELBO, TraceMeanField_ELBO])
+def test_variants_train_differently_under_plain_pyro_elbos(elbo):
+    """The issue's failure: beta and infovae trained exactly like vanilla under Pyro's ELBOs."""
+    losses = {}
+    for variant in ("vanilla", "beta", "infovae"):
+        pyro.set_rng_seed(0)
+        vae, _ = rho_vae(variant, "ar1", SHAPE, latent_dim=4, hidden=8)
+        pyro.set_rng_seed(1)
+        x = observations(vae, 16)
+        svi = SVI(vae.model, vae.guide, Adam({"lr": 1e-2}), elbo(max_plate_nesting=1))
+        losses[variant] = [svi.step(x) for _ in range(3)]
+    assert losses["beta"] != losses["vanilla"] and losses["infovae"] != losses["vanilla"]
+
+
+def test_generalized_elbo_has_the_gradient_of_plain_svi(float64):
+    vae, elbo = rho_vae("infovae", "ar1", SHAPE, latent_dim=4, hidden=8, mmd_weight=10.0)
+    vae.beta = 2.0  # both weights at once
+    x = observations(vae, 16)
+    grads = []
+    for objective in (elbo, TraceMeanField_ELBO(max_plate_nesting=1)):
+        pyro.set_rng_seed(5)
+        loss = objective.differentiable_loss(vae.model, vae.guide, x)
+        grads.append(torch.autograd.grad(loss, list(vae.parameters())))
+    for ours, pyros in zip(*grads):
+        torch.testing.assert_close(ours, pyros, rtol=1e-10, atol=1e-12)
 
 
 def test_rho_vae_rejects_unknown_settings():

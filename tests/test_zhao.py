@@ -253,7 +253,7 @@ def test_sequential_vae_gate_is_the_shortcut_and_learns():
         svi.step(x)
     assert not torch.allclose(model.gates, before)  # the gates are in SVI's parameters
     names = set(pyro.get_param_store().keys())
-    assert {n for n, _ in model.named_parameters()} <= names
+    assert {model.param_name(n) for n, _ in model.named_parameters()} <= names
 
 
 def test_sequential_vae_checkpoint_round_trip(tmp_path):

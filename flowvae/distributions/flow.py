@@ -10,6 +10,33 @@ from torch import Size, Tensor
 from torch.distributions import Normal, constraints
 
 
+def cache_key(module, *tensors: Optional[Tensor]) -> Optional[Tuple]:
+    """What a cached result of ``module`` on ``tensors`` depends on besides their identity: the
+    grad mode, the version counters of ``tensors`` and of ``module``'s parameters (an in-place
+    update such as an optimizer step bumps them). ``None`` (never equal: do not cache) for
+    inference-mode tensors, which have no version counter."""
+    try:
+        versions = tuple(-1 if t is None else t._version for t in tensors)
+        params = tuple(p._version for p in module.parameters()) if hasattr(
+            module, "parameters") else ()
+    except RuntimeError:
+        return None
+    return torch.is_grad_enabled(), versions, params
+
+
+def awaits_data_init(module) -> bool:
+    """Whether ``module`` is in training mode and holds a data-dependent layer (a submodule
+    with an ``initialized`` buffer, e.g. ActNorm) not yet initialised."""
+    if not getattr(module, "training", False) or not hasattr(module, "modules"):
+        return False
+    for m in module.modules():
+        flag = m._buffers.get("initialized")
+        # ActNorm's host copy of the flag spares a device synchronisation once it is set
+        if flag is not None and not getattr(m, "_known_initialized", False) and not bool(flag):
+            return True
+    return False
+
+
 def apply_flat(
     fn: Callable, inputs: Tensor, context: Optional[Tensor], event_ndim: int
 ) -> Tuple[Tensor, Tensor]:
@@ -47,13 +74,24 @@ class FlowDistribution(TorchDistribution):
 
     Sampling goes through ``T.inverse``; ``temperature`` multiplies the base scale when sampling
     only (``log_prob`` is always the untempered density). The log-density of the value returned
-    by the last ``rsample`` is cached (keyed by the tensor and its version counter) so that
-    scoring a sample just drawn costs no second pass through the flow.
+    by the last ``rsample`` is cached so that scoring a sample just drawn costs no second pass
+    through the flow. The cache is used only for the same tensor, unchanged (its
+    version counter), the same parameters (the version counters of the transform's parameters
+    and of the base parameters and context, which an optimizer step bumps) and the same grad
+    mode (a value drawn by ``sample()``, without gradients, is scored again with them);
+    otherwise ``log_prob`` runs the flow.
+
+    Data-dependent layers: when the transform is in training mode and holds a layer not yet
+    initialised (an :class:`~flowvae.transforms.ActNorm`, whose initialisation runs in the
+    data -> noise direction), ``rsample`` first runs the transform forward on a draw, without
+    gradients, so that a flow that is only sampled (a guide) is initialised before its first
+    sample is used, and later ``log_prob`` calls do not change it.
 
     Note: the transform runs inside ``log_prob``, after Pyro has traced the model, so its
-    parameters do not appear as ``param`` sites of the trace. When they are a model's only
-    parameters, ``Trace_ELBO`` sees no trainable parameter and skips the backward pass: touch
-    another parameter in the model, or register the transform with ``pyro.module``.
+    parameters appear as ``param`` sites only when they are read inside a ``PyroModule``
+    context (flowvae's models run ``model`` and guide in theirs,
+    :func:`~flowvae.models.base.pyro_program`). In a model of your own, register the
+    transform with ``pyro.module`` in the model and in the guide.
 
     Args:
         transform: an nflows ``Transform`` (``forward(x, context) -> (noise, logabsdet)``).
@@ -121,7 +159,7 @@ class FlowDistribution(TorchDistribution):
         self.base_scale = base_scale.expand(batch_shape + event_shape)
         self.context = context
         self.temperature = temperature
-        self._cache: Optional[Tuple[Tensor, int, Tensor]] = None
+        self._cache: Optional[Tuple[Tensor, Optional[Tuple], Tensor]] = None
         super().__init__(batch_shape, event_shape, validate_args=validate_args)
 
     @constraints.dependent_property(is_discrete=False, event_dim=0)
@@ -144,9 +182,13 @@ class FlowDistribution(TorchDistribution):
         log_prob = Normal(self.base_loc, self.base_scale).log_prob(noise)
         return log_prob.flatten(log_prob.dim() - len(self.event_shape)).sum(-1)
 
+    def _cache_key(self, value: Tensor) -> Optional[Tuple]:
+        return cache_key(self.transform, value, self.base_loc, self.base_scale, self.context)
+
     def log_prob(self, value: Tensor) -> Tensor:
         cache = self._cache
-        if cache is not None and value is cache[0] and value._version == cache[1]:
+        if cache is not None and value is cache[0] and cache[1] is not None \
+                and cache[1] == self._cache_key(value):
             return cache[2]
         if self._validate_args:
             self._validate_sample(value)
@@ -157,8 +199,11 @@ class FlowDistribution(TorchDistribution):
         shape = self._extended_shape(sample_shape)
         eps = torch.randn(shape, dtype=self.base_loc.dtype, device=self.base_loc.device)
         noise = self.base_loc + self.temperature * self.base_scale * eps
-        value, logabsdet = apply_flat(
-            self.transform.inverse, noise, self.context, len(self.event_shape)
-        )
-        self._cache = (value, value._version, self._base_log_prob(noise) - logabsdet)
+        ndim = len(self.event_shape)
+        if awaits_data_init(self.transform):
+            with torch.no_grad():  # initialise its data-dependent layers on this draw
+                value = apply_flat(self.transform.inverse, noise, self.context, ndim)[0]
+                apply_flat(self.transform, value, self.context, ndim)
+        value, logabsdet = apply_flat(self.transform.inverse, noise, self.context, ndim)
+        self._cache = (value, self._cache_key(value), self._base_log_prob(noise) - logabsdet)
         return value

@@ -4,6 +4,11 @@ Direction swap: an nflows transform's ``forward`` maps data to noise, a Pyro (to
 maps base to value. So the Pyro transform's ``__call__`` is the nflows ``inverse`` and its
 ``inv`` is the nflows ``forward``; ``log_abs_det_jacobian(x, y)`` is ``log|dy/dx|`` in Pyro's
 direction, taken from whichever nflows pass produced ``(x, y)`` last (no second pass).
+
+That one cached pass serves once, and only for the same tensors, unchanged, the same
+parameters (version counters: an optimizer step invalidates it) and the same grad mode; so a
+distribution built once can be used across training steps, in a torch loop or in SVI, with no
+cache to clear by hand.
 """
 
 from __future__ import annotations
@@ -15,7 +20,7 @@ from pyro.distributions.torch_transform import TransformModule
 from torch import Tensor, nn
 from torch.distributions import constraints
 
-from flowvae.distributions.flow import apply_flat
+from flowvae.distributions.flow import apply_flat, cache_key
 
 
 def _event_ndim(transform: nn.Module, event_shape: Optional[Sequence[int]]) -> int:
@@ -51,7 +56,9 @@ class NflowsTransformModule(TransformModule):
         context: Optional[Tensor] = None,
         event_shape: Optional[Sequence[int]] = None,
     ):
-        super().__init__(cache_size=1)
+        # no identity cache of torch's: it would return the x of an earlier step (old
+        # parameters, a graph already freed by backward) for the same y
+        super().__init__(cache_size=0)
         self.transform = transform
         self.context = context
         self.event_ndim = _event_ndim(transform, event_shape)
@@ -65,19 +72,34 @@ class NflowsTransformModule(TransformModule):
     def codomain(self):
         return constraints.independent(constraints.real, self.event_ndim)
 
+    def _key(self, x: Tensor, y: Tensor):
+        return cache_key(self.transform, x, y, self.context)
+
     def _call(self, x: Tensor) -> Tensor:
         y, ladj = apply_flat(self.transform.inverse, x, self.context, self.event_ndim)
-        self._cached_ladj = (x, y, ladj)
+        self._cached_ladj = (x, y, ladj, self._key(x, y))
         return y
 
+    def _valid(self, x: Optional[Tensor], y: Tensor):
+        """The cached pass if it produced ``y`` (and came from ``x``), nothing changed since."""
+        cached = self._cached_ladj
+        if cached is None or y is not cached[1] or (x is not None and x is not cached[0]):
+            return None
+        key = cached[3]
+        return cached if key is not None and key == self._key(cached[0], y) else None
+
     def _inverse(self, y: Tensor) -> Tensor:
+        cached = self._valid(None, y)
+        if cached is not None:  # y was drawn by _call: its x, no second pass
+            return cached[0]
         x, logabsdet = apply_flat(self.transform, y, self.context, self.event_ndim)
-        self._cached_ladj = (x, y, -logabsdet)
+        self._cached_ladj = (x, y, -logabsdet, self._key(x, y))
         return x
 
     def log_abs_det_jacobian(self, x: Tensor, y: Tensor) -> Tensor:
-        cached = self._cached_ladj
-        if cached is not None and x is cached[0] and y is cached[1]:
+        cached = self._valid(x, y)
+        self._cached_ladj = None  # serves once: the next step recomputes on its own graph
+        if cached is not None:
             return cached[2]
         return -apply_flat(self.transform, y, self.context, self.event_ndim)[1]
 

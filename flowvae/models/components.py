@@ -74,17 +74,21 @@ class AR1Guide(nn.Module):
 
 class FlowGuide(nn.Module):
     """``q(z|x)``: ``z_0 ~ Normal(mu, sigma)`` pushed through the inverse of a vector
-    :class:`ConditionalRealNVP` conditioned on encoder features ``h`` (amortised)."""
+    :class:`ConditionalRealNVP` conditioned on encoder features ``h`` (amortised).
+
+    ``actnorm=True`` puts an :class:`~flowvae.transforms.ActNorm` before every coupling; the
+    flow only samples, so they are initialised by :class:`~flowvae.FlowDistribution`'s first
+    draw in training mode (the model's ``initialize``, or the first SVI step)."""
 
     def __init__(self, latent_dim: int, context_features: int = 32, num_couplings: int = 4,
-                 hidden_features: int = 128):
+                 hidden_features: int = 128, actnorm: bool = False):
         super().__init__()
         self.latent_shape = (latent_dim,)
         self.context_features = context_features
         self.num_params = 2 * latent_dim + context_features
         self.flow = ConditionalRealNVP((latent_dim,), context_features,
                                        num_couplings=num_couplings,
-                                       hidden_features=hidden_features)
+                                       hidden_features=hidden_features, actnorm=actnorm)
 
     def forward(self, params: Tensor):
         d = self.latent_shape[0]

@@ -15,8 +15,12 @@ variant       networks                  objective (all with the closed-form KL)
 ``infovae``   MLP encoder / decoder     ``E_q log p(x|z) - KL - lambda N MMD^2(q(z), p(z))``
 ============  ========================  ====================================================
 
-The objectives are :class:`~flowvae.infer.GeneralizedELBO` with ``analytic_kl=True``, so the KL
-is ``kl_divergence(q(z|x), p(z))`` in closed form for both guides (``AR1Normal`` registers its
+The weights live in the model program, so any Pyro ELBO optimises the variant's objective: the
+beta-VAE is the :class:`~flowvae.models.VAE` with ``beta`` (the ``z`` site scaled by
+``poutine.scale``), the InfoVAE the VAE with ``mmd_weight`` (a ``pyro.factor`` site ``"mmd"``).
+The objective returned with the model is :class:`~flowvae.infer.GeneralizedELBO` of kind
+``"elbo"`` with ``analytic_kl=True``: ``TraceMeanField_ELBO``'s estimator, the KL
+``kl_divergence(q(z|x), p(z))`` in closed form for both guides (``AR1Normal`` registers its
 KLs with torch), never a Monte-Carlo estimate. InfoVAE's regulariser is the squared MMD between
 the *aggregate* posterior (the batch of samples ``z_i ~ q(z|x_i)``) and prior draws, weighted by
 ``lambda`` per data point (InfoVAE with ``alpha = 0``: the KL keeps weight 1).
@@ -77,16 +81,18 @@ def rho_vae(
         per_dim_scale: the AR(1) guide with ``d`` scales instead of one (``guide="ar1"``).
         likelihood: the VAE's ``p(x|z)`` (default Bernoulli, dynamically binarized).
         **vae_kwargs: further arguments of :class:`~flowvae.models.VAE` (e.g.
-            ``network_kwargs``); ``guide_kwargs``, ``network`` and ``beta`` are set here.
+            ``network_kwargs``); ``guide_kwargs``, ``network``, ``beta`` and ``mmd_weight``
+            are set here.
 
     Returns:
-        the :class:`~flowvae.models.VAE` and its :class:`~flowvae.infer.GeneralizedELBO`.
+        the :class:`~flowvae.models.VAE` and its :class:`~flowvae.infer.GeneralizedELBO`
+        (which gives the gradient of ``TraceMeanField_ELBO``).
 
     Example:
         >>> import torch
         >>> vae, elbo = rho_vae("beta", "ar1", (1, 8, 8), latent_dim=4, hidden=16)
-        >>> vae.config["guide"], vae.q.num_params, elbo
-        ('ar1', 6, GeneralizedELBO(kind='beta', beta=4.0, mmd_weight=0.0, latent_site='z'))
+        >>> vae.config["guide"], vae.q.num_params, vae.beta, elbo
+        ('ar1', 6, 4.0, GeneralizedELBO(kind='elbo', beta=1.0, mmd_weight=0.0, latent_site='z'))
         >>> x = vae.preprocess(torch.randint(0, 256, (8, 1, 8, 8), dtype=torch.uint8))
         >>> elbo.loss(vae.model, vae.guide, x) > 0
         True
@@ -97,7 +103,7 @@ def rho_vae(
         raise ValueError(f"guide must be one of {GUIDES}, got {guide!r}")
     if per_dim_scale and guide != "ar1":
         raise ValueError("per_dim_scale is an option of the AR(1) guide (guide='ar1')")
-    for name in ("guide_kwargs", "network", "beta"):
+    for name in ("guide_kwargs", "network", "beta", "mmd_weight"):
         if name in vae_kwargs:
             raise ValueError(f"rho_vae sets {name!r} itself; got {name}={vae_kwargs[name]!r}")
     network = "conv" if variant == "conv" else "mlp"
@@ -105,14 +111,10 @@ def rho_vae(
         hidden = 16 if network == "conv" else 256
     if network == "conv":
         vae_kwargs.setdefault("network_kwargs", dict(blocks_per_stage=0))
+    weights = {"beta": dict(beta=beta), "infovae": dict(mmd_weight=mmd_weight)}.get(variant, {})
     vae = VAE(shape, latent_dim=latent_dim, guide=guide, likelihood=likelihood,
               network=network, hidden=hidden,
-              guide_kwargs=dict(per_dim_scale=True) if per_dim_scale else None, **vae_kwargs)
-    kind, weights = {
-        "vanilla": ("elbo", {}),
-        "conv": ("elbo", {}),
-        "beta": ("beta", dict(beta=beta)),
-        "infovae": ("mmd", dict(beta=1.0, mmd_weight=mmd_weight)),
-    }[variant]
-    elbo = GeneralizedELBO(kind, analytic_kl=True, max_plate_nesting=1, **weights)
+              guide_kwargs=dict(per_dim_scale=True) if per_dim_scale else None,
+              **weights, **vae_kwargs)
+    elbo = GeneralizedELBO("elbo", analytic_kl=True, max_plate_nesting=1)
     return vae, elbo

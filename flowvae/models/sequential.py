@@ -39,11 +39,12 @@ from typing import List, Optional, Sequence
 
 import pyro
 import torch
-from pyro.nn import PyroModule
 from pyro.nn.module import to_pyro_module_
 from torch import Tensor, nn
 
+from flowvae.models.base import PyroModel, pyro_program
 from flowvae.models.components import GUIDES, LIKELIHOODS, StandardNormalPrior
+from flowvae.models.vae import batch_size_of
 from flowvae.nn import ConvDecoder, ConvEncoder, MLPDecoder, MLPEncoder
 
 DATA_PLATE = "data"
@@ -84,12 +85,13 @@ def observed_site(step: int) -> str:
     return f"x_{step}"
 
 
-class SequentialVAE(PyroModule):
+class SequentialVAE(PyroModel):
     r"""A ``T``-step sequential VAE (module docstring) as a Pyro model/guide pair.
 
     ``model(x)``: for ``t = 1 .. T``, ``z_t ~ N(0, I)`` and ``x_t ~ p_t(x | z_{1:t})`` observed
     against the same ``x``; ``guide(x)``: ``z_t ~ q_t(z_t | x)``; sites ``z_1 .. z_T``,
-    ``x_1 .. x_T`` inside ``pyro.plate("data", B, dim=-1)``. ``x`` is the preprocessed
+    ``x_1 .. x_T`` inside ``pyro.plate("data", B, dim=-1)``; ``model(batch_size=B)``
+    generates: every ``x_t`` is drawn, and the last, ``(B, C, H, W)``, is returned. ``x`` is the preprocessed
     observation (:meth:`preprocess`). With ``steps=1`` this is a plain VAE. The ELBO that
     :func:`flowvae.train.fit` reports is the sum of the ``T`` per-step objectives (its bits/dim
     is not a likelihood bound of one model of ``x``).
@@ -136,8 +138,9 @@ class SequentialVAE(PyroModule):
         gate_init: float = 0.0,
         likelihood_kwargs: Optional[dict] = None,
         network_kwargs: Optional[dict] = None,
+        name: Optional[str] = None,
     ):
-        super().__init__()
+        super().__init__(name)
         for name, value, choices in (("likelihood", likelihood, LIKELIHOODS),
                                      ("network", network, NETWORKS), ("guide", guide, GUIDES)):
             if value not in choices:
@@ -215,17 +218,21 @@ class SequentialVAE(PyroModule):
             hs.append(self.decode_step(t, z, hs[-1] if hs else None))
         return hs
 
-    def model(self, x: Tensor) -> None:
-        with pyro.plate(DATA_PLATE, x.shape[0], dim=-1):
+    @pyro_program
+    def model(self, x: Optional[Tensor] = None, batch_size: Optional[int] = None) -> Tensor:
+        like = next(self.parameters()) if x is None else x
+        with pyro.plate(DATA_PLATE, batch_size_of(x, batch_size), dim=-1):
             h = None
             for t in range(self.steps):
-                z = pyro.sample(latent_site(t + 1), self.p_z(x))
+                z = pyro.sample(latent_site(t + 1), self.p_z(like))
                 h = self.decode_step(t, z, h)
-                pyro.sample(observed_site(t + 1), self.p_x(h, z), obs=x)
+                sample = pyro.sample(observed_site(t + 1), self.p_x(h, z), obs=x)
+        return sample
 
-    def guide(self, x: Tensor) -> None:
+    @pyro_program
+    def guide(self, x: Tensor, batch_size: Optional[int] = None) -> None:
         features = self.p_x.encoder_input(x)
-        with pyro.plate(DATA_PLATE, x.shape[0], dim=-1):
+        with pyro.plate(DATA_PLATE, batch_size_of(x, batch_size), dim=-1):
             for t in range(self.steps):
                 pyro.sample(latent_site(t + 1), self.q[t](self.encoders[t](features)))
 

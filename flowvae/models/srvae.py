@@ -8,7 +8,6 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 import pyro
 import torch
-from pyro.nn import PyroModule
 from pyro.nn.module import to_pyro_module_
 from torch import Tensor, nn
 from torch.distributions import kl_divergence
@@ -16,7 +15,8 @@ from torch.nn import functional as F
 
 from flowvae.distributions import DiscretizedLogisticMixture
 from flowvae.models.components import DiagonalNormalGuide, FlowPrior, LogisticMixtureLikelihood
-from flowvae.models.vae import DATA_PLATE, VAE
+from flowvae.models.base import PyroModel, pyro_program
+from flowvae.models.vae import DATA_PLATE, VAE, batch_size_of
 from flowvae.nn import DenseDecoder, DenseEncoder, DenseNet
 from flowvae.nn.densenet import ChannelAttention
 
@@ -209,7 +209,7 @@ class FlowPriorVAE(VAE):
                            flow_kwargs=flow_kwargs, beta=beta)
 
 
-class SRVAE(PyroModule):
+class SRVAE(PyroModel):
     r"""The super-resolution VAE: a two-level VAE whose first level is ``y = d(x)``, the 2x
     average-pooled image (rounded to 8-bit values), computed in the batch.
 
@@ -226,7 +226,8 @@ class SRVAE(PyroModule):
 
     ``model(x)`` samples ``u``, observes ``y = d(x)`` at site ``"y"``, samples ``z`` and
     observes ``x``; ``guide(x)`` samples ``u ~ q(u|y)``, ``z ~ q(z|x)``; both in
-    ``pyro.plate("data", B, dim=-1)``. ``q(y|x)`` is a point mass on a discrete value (zero
+    ``pyro.plate("data", B, dim=-1)``. ``model(batch_size=B)`` generates (``y`` and ``x``
+    drawn too) and returns ``x``, ``(B, C, H, W)`` 8-bit values as floats. ``q(y|x)`` is a point mass on a discrete value (zero
     entropy), so ``Trace_ELBO`` estimates the paper's eq. (6),
 
     ``ELBO = E log p(x|y,z) + E log p(y|u) - KL(q(z|x) || p(z|y,u)) - KL(q(u|y) || p(u))``
@@ -294,8 +295,9 @@ class SRVAE(PyroModule):
         flow_kwargs: Optional[dict] = None,
         residual: bool = True,
         data_init: bool = True,
+        name: Optional[str] = None,
     ):
-        super().__init__()
+        super().__init__(name)
         self.shape = tuple(int(s) for s in shape)
         self.latent_shape = tuple(int(s) for s in latent_shape)
         if len(self.shape) != 3 or self.shape[1] % 2 or self.shape[2] % 2:
@@ -411,21 +413,25 @@ class SRVAE(PyroModule):
         return _temper(d, temperature, up if self.residual else None)
 
     # ------------------------------------------------------------------ Pyro model / guide
-    def model(self, x: Tensor) -> None:
-        y = self.downscale(x)
-        with pyro.plate(DATA_PLATE, x.shape[0], dim=-1):
-            u = pyro.sample(LATENT_U, self.prior_u(x))
-            pyro.sample(LOW_RES, self.likelihood_y(u), obs=y)
+    @pyro_program
+    def model(self, x: Optional[Tensor] = None, batch_size: Optional[int] = None) -> Tensor:
+        like = next(self.parameters()) if x is None else x
+        with pyro.plate(DATA_PLATE, batch_size_of(x, batch_size), dim=-1):
+            u = pyro.sample(LATENT_U, self.prior_u(like))
+            # the sites' values, not x's: unconditioned (Predictive) they are fresh draws
+            y = pyro.sample(LOW_RES, self.likelihood_y(u),
+                            obs=None if x is None else self.downscale(x))
             z = pyro.sample(LATENT_Z, self.prior_z(y, u))
-            pyro.sample(OBSERVED, self.likelihood_x(y, z), obs=x)
+            return pyro.sample(OBSERVED, self.likelihood_x(y, z), obs=x)
 
-    def guide(self, x: Tensor) -> None:
+    @pyro_program
+    def guide(self, x: Tensor, batch_size: Optional[int] = None) -> None:
         if self.training and not self._known_initialized:  # data_init: the first batch
             if not self.initialized:
                 self.initialize(x)
             self._known_initialized = True
         y = self.downscale(x)
-        with pyro.plate(DATA_PLATE, x.shape[0], dim=-1):
+        with pyro.plate(DATA_PLATE, batch_size_of(x, batch_size), dim=-1):
             pyro.sample(LATENT_U, self.posterior_u(y))
             pyro.sample(LATENT_Z, self.posterior_z(x))
 

@@ -8,10 +8,11 @@ from typing import Optional, Sequence, Union
 import pyro
 import torch
 from pyro import poutine
-from pyro.nn import PyroModule
 from pyro.nn.module import to_pyro_module_
 from torch import Tensor, nn
 
+from flowvae.infer.objectives import mmd
+from flowvae.models.base import PyroModel, pyro_program
 from flowvae.models.components import GUIDES, LIKELIHOODS, PRIORS
 from flowvae.nn import (
     ConvDecoder,
@@ -24,8 +25,20 @@ from flowvae.nn import (
 
 LATENT = "z"
 OBSERVED = "x"
+MMD_FACTOR = "mmd"
 DATA_PLATE = "data"
 NETWORKS = ("mlp", "conv", "dense")
+
+
+def batch_size_of(x: Optional[Tensor], batch_size: Optional[int]) -> int:
+    """The data plate's size: ``x``'s batch, or ``batch_size`` when ``x`` is absent."""
+    if x is None:
+        if batch_size is None:
+            raise ValueError("model(x=None) generates: give batch_size, the number of images")
+        return int(batch_size)
+    if batch_size is not None and batch_size != x.shape[0]:
+        raise ValueError(f"batch_size={batch_size} but x holds {x.shape[0]} observations")
+    return x.shape[0]
 
 
 def check_images(x: Tensor, shape: Sequence[int]) -> Tensor:
@@ -38,7 +51,7 @@ def check_images(x: Tensor, shape: Sequence[int]) -> Tensor:
     return x
 
 
-class VAE(PyroModule):
+class VAE(PyroModel):
     r"""A VAE as a Pyro model/guide pair with a pluggable guide family, prior and likelihood.
 
     ``model(x)``: ``z ~ p(z)``, ``x ~ p(x|z)``; ``guide(x)``: ``z ~ q(z|x)``; both inside
@@ -46,6 +59,15 @@ class VAE(PyroModule):
     vectorize_particles=True)``) add a dim on the left. ``x`` is the *preprocessed*
     observation: call :meth:`preprocess` on ``uint8`` images first (dequantization for
     densities, dynamic binarization for Bernoulli), which :func:`flowvae.train.fit` does.
+    ``model(batch_size=B)`` (no ``x``) generates: it returns ``B`` draws ``x ~ p(x|z)`` of
+    shape ``(B, C, H, W)``, observations like :meth:`preprocess`'s, so that
+    ``pyro.infer.Predictive`` gives prior- and posterior-predictive draws
+    (``docs/guide/pyro_model.md``).
+
+    The whole objective lives in the model, so every Pyro ELBO optimises it: ``beta`` scales
+    the ``z`` site in model and guide, and ``mmd_weight`` adds InfoVAE's penalty as the factor
+    ``"mmd"``, ``-mmd_weight * B * MMD^2`` between the batch's ``z`` and as many prior draws
+    (per particle; :func:`flowvae.infer.mmd`, Gaussian kernel of bandwidth ``2 |z|``).
 
     Args:
         shape: image shape ``(C, H, W)``.
@@ -63,8 +85,13 @@ class VAE(PyroModule):
         hidden: MLP width, or the conv / dense networks' base channels.
         network_kwargs: further arguments of both networks (e.g. ``growth``, ``num_layers``).
         beta: weight of the ``z`` site in both model and guide (beta-VAE; ``0`` drops the
-            regulariser, leaving ``E_q log p(x|z)``, Zhao et al.'s unregularized objective).
+            regulariser, leaving ``E_q log p(x|z)``, Zhao et al.'s unregularized objective);
+            an attribute that may change between steps (not under ``JitTrace_ELBO``, which
+            compiles it in).
+        mmd_weight: InfoVAE's ``lambda``, the weight of the per-data-point squared MMD
+            between the aggregate posterior and the prior (vector latents; default 0: none).
         guide_kwargs, prior_kwargs, likelihood_kwargs: passed to the parts.
+        name: prefix of the parameters' names in Pyro's param store (:class:`PyroModel`).
 
     Example:
         >>> import torch
@@ -92,8 +119,10 @@ class VAE(PyroModule):
         prior_kwargs: Optional[dict] = None,
         likelihood_kwargs: Optional[dict] = None,
         network_kwargs: Optional[dict] = None,
+        mmd_weight: float = 0.0,
+        name: Optional[str] = None,
     ):
-        super().__init__()
+        super().__init__(name)
         for name, value, choices in (("guide", guide, GUIDES), ("prior", prior, PRIORS),
                                      ("likelihood", likelihood, LIKELIHOODS),
                                      ("network", network, NETWORKS)):
@@ -108,6 +137,10 @@ class VAE(PyroModule):
             guide_kwargs=guide_kwargs, prior_kwargs=prior_kwargs,
             likelihood_kwargs=likelihood_kwargs, network_kwargs=network_kwargs,
         )
+        if mmd_weight:  # recorded only when used: configs of older checkpoints still match
+            self.config["mmd_weight"] = mmd_weight
+        if mmd_weight < 0:
+            raise ValueError(f"mmd_weight must be >= 0, got {mmd_weight}")
         tensor_latent = not isinstance(latent_dim, int)
         if tensor_latent != (network == "dense") or (tensor_latent and (
                 guide != "normal" or likelihood == "flow" or len(latent_dim) != 3)):
@@ -118,6 +151,7 @@ class VAE(PyroModule):
             )
         self.latent_shape = tuple(int(s) for s in latent_dim) if tensor_latent else (latent_dim,)
         self.beta = beta
+        self.mmd_weight = mmd_weight
         self.q = GUIDES[guide](latent_dim, **(guide_kwargs or {}))
         self.p_z = PRIORS[prior](self.latent_shape, **(prior_kwargs or {}))
         lik_kwargs = dict(likelihood_kwargs or {})
@@ -150,17 +184,35 @@ class VAE(PyroModule):
         """``uint8`` images ``(B, C, H, W)`` to the observation ``model`` / ``guide`` take."""
         return self.p_x.preprocess(check_images(x, self.shape))
 
-    def model(self, x: Tensor) -> None:
-        with pyro.plate(DATA_PLATE, x.shape[0], dim=-1):
+    @pyro_program
+    def model(self, x: Optional[Tensor] = None, batch_size: Optional[int] = None) -> Tensor:
+        like = next(self.parameters()) if x is None else x
+        with pyro.plate(DATA_PLATE, batch_size_of(x, batch_size), dim=-1):
             with poutine.scale(scale=self.beta):
-                z = pyro.sample(LATENT, self.p_z(x))
-            pyro.sample(OBSERVED, self.p_x(self.decoder(z), z), obs=self.p_x.observation(x))
+                z = pyro.sample(LATENT, self.p_z(like))
+            obs = None if x is None else self.p_x.observation(x)
+            x = pyro.sample(OBSERVED, self.p_x(self.decoder(z), z), obs=obs)
+        if self.mmd_weight and obs is not None:
+            self._mmd_factor(z, like)
+        return x
 
-    def guide(self, x: Tensor) -> None:
-        with pyro.plate(DATA_PLATE, x.shape[0], dim=-1):
+    @pyro_program
+    def guide(self, x: Tensor, batch_size: Optional[int] = None) -> None:
+        with pyro.plate(DATA_PLATE, batch_size_of(x, batch_size), dim=-1):
             with poutine.scale(scale=self.beta):
                 pyro.sample(LATENT, self.q(self.encoder(self.p_x.encoder_input(x))))
             self.p_x.guide(x)
+
+    def _mmd_factor(self, z: Tensor, like: Tensor) -> None:
+        """InfoVAE's ``-lambda N MMD^2(q(z), p(z))`` per particle, outside the data plate."""
+        n = z.shape[-1 - len(self.latent_shape)]
+        prior = self.p_z(like)
+        draws = prior.rsample(z.shape[: z.dim() - len(self.latent_shape)])
+        flat = z.flatten(z.dim() - len(self.latent_shape))
+        penalty = mmd(flat, draws.flatten(draws.dim() - len(self.latent_shape)))
+        if penalty.dim():  # (particles, 1): the particle plate's dim, over the data plate
+            penalty = penalty.unsqueeze(-1)
+        pyro.factor(MMD_FACTOR, -self.mmd_weight * n * penalty)
 
     # ------------------------------------------------------------------ sampling helpers
     def likelihood(self, z: Tensor):

@@ -6,13 +6,13 @@ from typing import Optional, Sequence
 
 import pyro
 import torch
-from pyro.nn import PyroModule
 from pyro.nn.module import to_pyro_module_
 from torch import Tensor, nn
 
 from flowvae.distributions import FlowDistribution
 from flowvae.models.components import FlowLikelihood
-from flowvae.models.vae import DATA_PLATE, OBSERVED, VAE, check_images
+from flowvae.models.base import PyroModel, pyro_program
+from flowvae.models.vae import DATA_PLATE, OBSERVED, VAE, batch_size_of, check_images
 
 
 class VAPNEV(VAE):
@@ -72,7 +72,7 @@ class VAPNEV(VAE):
                            dequantization=dequantization, **vae_kwargs)
 
 
-class FlowDensity(PyroModule):
+class FlowDensity(PyroModel):
     r"""A plain (unconditional) RealNVP density model of dequantized images, as a Pyro model
     with an empty guide: ``log p(x~) = log N(f(x~); m, s) + log|det df/dx~|`` with a learned
     per-pixel base ``m, s`` (initialised to ``0, 1``) and ``f`` the
@@ -95,8 +95,9 @@ class FlowDensity(PyroModule):
     """
 
     def __init__(self, shape: Sequence[int], flow_kwargs: Optional[dict] = None,
-                 alpha: float = 0.05, dequantization: str = "uniform"):
-        super().__init__()
+                 alpha: float = 0.05, dequantization: str = "uniform",
+                 name: Optional[str] = None):
+        super().__init__(name)
         self.shape = tuple(int(s) for s in shape)
         self.config = dict(shape=self.shape, flow_kwargs=flow_kwargs, alpha=alpha,
                            dequantization=dequantization)
@@ -117,12 +118,15 @@ class FlowDensity(PyroModule):
     def log_prob(self, x: Tensor) -> Tensor:
         return self.distribution().log_prob(x)
 
-    def model(self, x: Tensor) -> None:
-        with pyro.plate(DATA_PLATE, x.shape[0], dim=-1):
-            pyro.sample(OBSERVED, self.distribution(), obs=self.p_x.observation(x))
+    @pyro_program
+    def model(self, x: Optional[Tensor] = None, batch_size: Optional[int] = None) -> Tensor:
+        with pyro.plate(DATA_PLATE, batch_size_of(x, batch_size), dim=-1):
+            obs = None if x is None else self.p_x.observation(x)
+            return pyro.sample(OBSERVED, self.distribution(), obs=obs)
 
-    def guide(self, x: Tensor) -> None:
-        with pyro.plate(DATA_PLATE, x.shape[0], dim=-1):
+    @pyro_program
+    def guide(self, x: Tensor, batch_size: Optional[int] = None) -> None:
+        with pyro.plate(DATA_PLATE, batch_size_of(x, batch_size), dim=-1):
             self.p_x.guide(x)  # variational dequantization's q(u|x), if any
 
     def to_image(self, x: Tensor) -> Tensor:
