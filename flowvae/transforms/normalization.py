@@ -37,15 +37,15 @@ class ActNorm(_NflowsActNorm):
     def __init__(self, features: int, eps: float = 1e-6):
         super().__init__(features)
         self.eps = eps
-        # the host's copy of the buffer once it is known to be True: reading a device tensor's
-        # truth in every forward pass would synchronise with the device each time
-        self._known_initialized = False
+        # the host's copy of the buffer (None: unknown, after loading a state dict): reading a
+        # device tensor's truth in every forward pass would synchronise with the device
+        self._known_initialized: Optional[bool] = False
 
     def forward(self, inputs: Tensor, context: Optional[Tensor] = None):
         if inputs.dim() not in (2, 4):
             raise ValueError(f"expected a 2D or 4D input, got shape {tuple(inputs.shape)}")
         if self.training and not self._known_initialized:
-            if bool(self.initialized):  # e.g. loaded from a state dict: read once
+            if self._known_initialized is None and bool(self.initialized):  # read once
                 self._known_initialized = True
             else:
                 self._initialize(inputs)
@@ -67,6 +67,6 @@ class ActNorm(_NflowsActNorm):
         self._known_initialized = True
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
-        # the loaded flag may be False: forget the host's copy, read the buffer next time
-        self._known_initialized = False
+        # the loaded flag may be either: read the buffer, once, in the next training pass
+        self._known_initialized = None
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
