@@ -181,3 +181,35 @@ def summarize_latents(batches: List[LatentDiagnostics]) -> Dict[str, float]:
         summary[f"mutual_info_{site}"] = float(torch.stack(
             [b.mutual_info[site] for b in batches]).mean())
     return summary
+
+
+def label_agreement(reconstructions: Tensor, labels: Tensor, train_images: Tensor,
+                    train_labels: Tensor, originals: Optional[Tensor] = None) -> Dict[str, float]:
+    """Do reconstructions keep what the latent should carry? A logistic-regression classifier
+    (scikit-learn, on pixels / 255) is trained on ``train_images`` and labels the
+    reconstructions: a collapsed latent gives chance (about 10% for digits).
+
+    Args:
+        reconstructions: images in ``[0, 1]``, ``(N, C, H, W)``.
+        labels: the originals' labels, ``(N,)``.
+        train_images, train_labels: the classifier's training set, ``uint8`` ``(M, C, H, W)``
+            and ``(M,)``.
+        originals: the ``uint8`` originals ``(N, C, H, W)``, to report the classifier's own
+            accuracy on them (the ceiling of the agreement).
+
+    Returns:
+        ``labels_kept`` (share of reconstructions given their original's label) and, with
+        ``originals``, ``classifier_accuracy``.
+    """
+    from sklearn.linear_model import LogisticRegression
+
+    def flat(images: Tensor) -> "object":
+        return images.detach().reshape(len(images), -1).double().cpu().numpy()
+
+    classifier = LogisticRegression(max_iter=2000).fit(flat(train_images) / 255,
+                                                       train_labels.cpu().numpy())
+    truth = labels.cpu().numpy()
+    result = {"labels_kept": float((classifier.predict(flat(reconstructions)) == truth).mean())}
+    if originals is not None:
+        result["classifier_accuracy"] = float(classifier.score(flat(originals) / 255, truth))
+    return result
