@@ -28,7 +28,7 @@ from __future__ import annotations
 import operator
 import threading
 from contextlib import contextmanager
-from typing import Iterator, Optional, Sequence
+from typing import Dict, Iterator, Optional, Sequence
 
 import torch
 from pyro.distributions.util import is_validation_enabled
@@ -176,24 +176,32 @@ def check_transform_inputs(
 ) -> None:
     """Every check of a transform's entry point: ``inputs`` a non-empty ``(B, *shape)`` tensor
     of ``dtype``, ``context`` a ``(B, context_features)`` tensor of ``dtype`` (or None when
-    ``context_features`` is None), both finite (a value check)."""
+    ``context_features`` is None). Finiteness is checked with the results, by
+    :func:`check_finite`."""
     check_floating(owner, "inputs", inputs, dtype)
     check_shape(f"{owner}: inputs", inputs, shape)
     check_nonempty(owner, "inputs", inputs)
     check_context(context, context_features, inputs.shape[0], owner)
     if context is not None:
         check_floating(owner, "context", context, dtype)
-    check_finite(owner, inputs=inputs, context=context)
 
 
 # ---- value checks (behind Pyro's validation switch) -----------------------------------------
 
-def check_finite(owner: Optional[str], **tensors: Optional[Tensor]) -> None:
-    """Raise a ValueError naming the first argument holding NaN or infinity.
+def check_finite(
+    owner: Optional[str],
+    results: Optional[Dict[str, Optional[Tensor]]] = None,
+    **arguments: Optional[Tensor],
+) -> None:
+    """Raise a ValueError naming the first argument, then the first result, holding NaN or
+    infinity. A non-finite result from finite arguments is an overflow of the dtype or a
+    non-finite parameter.
 
-    One host synchronisation for all the tensors together; nothing at all when
+    Call it after computing ``results`` (NaN propagates without an error, so nothing is lost)
+    to check arguments and results with one host synchronisation; nothing at all when
     :func:`value_checks_enabled` is false.
     """
+    tensors = {**arguments, **(results or {})}
     present = {k: t for k, t in tensors.items() if t is not None and t.numel()}
     if not present or not value_checks_enabled():
         return
@@ -204,9 +212,14 @@ def check_finite(owner: Optional[str], **tensors: Optional[Tensor]) -> None:
         if not ok:
             nan = int(torch.isnan(tensor).sum())
             inf = int(torch.isinf(tensor).sum())
+            why = (
+                f" from finite arguments: the computation overflows {tensor.dtype} (rescale the "
+                "inputs) or the parameters are not finite"
+                if name not in arguments else ""
+            )
             raise ValueError(
                 f"{_where(owner, name)}: expected finite values, got {nan} NaN and {inf} "
-                f"infinite of {tensor.numel()} (shape {tuple(tensor.shape)})"
+                f"infinite of {tensor.numel()} (shape {tuple(tensor.shape)}){why}"
             )
 
 

@@ -12,6 +12,7 @@ from torch import Tensor, nn
 
 from flowvae.validation import (  # check_shape, check_context: re-exported for old imports
     check_context,
+    check_finite,
     check_int,
     check_shape,
     check_transform_inputs,
@@ -236,11 +237,17 @@ class ConditionalAffineCoupling(Transform):
         kept, changed = self._split(inputs)
         shift, log_scale = self._shift_and_log_scale(kept, context)
         outputs = self._merge(kept, changed * torch.exp(log_scale) + shift)
-        return outputs, log_scale.flatten(1).sum(1)
+        logabsdet = log_scale.flatten(1).sum(1)
+        check_finite(f"{type(self).__name__}.forward", dict(outputs=outputs, logabsdet=logabsdet),
+                     inputs=inputs, context=context)
+        return outputs, logabsdet
 
     def inverse(self, inputs: Tensor, context: Optional[Tensor] = None):
         self._check(inputs, context)
         kept, changed = self._split(inputs)
         shift, log_scale = self._shift_and_log_scale(kept, context)
         outputs = self._merge(kept, (changed - shift) * torch.exp(-log_scale))
-        return outputs, -log_scale.flatten(1).sum(1)
+        logabsdet = -log_scale.flatten(1).sum(1)
+        check_finite(f"{type(self).__name__}.inverse", dict(outputs=outputs, logabsdet=logabsdet),
+                     inputs=inputs, context=context)
+        return outputs, logabsdet

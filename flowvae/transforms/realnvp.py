@@ -16,7 +16,13 @@ from flowvae.transforms.conditioners import (
 )
 from flowvae.transforms.coupling import ConditionalAffineCoupling, squeeze, unsqueeze
 from flowvae.transforms.normalization import ActNorm
-from flowvae.validation import check_int, check_transform_inputs, module_dtype, nested
+from flowvae.validation import (
+    check_finite,
+    check_int,
+    check_transform_inputs,
+    module_dtype,
+    nested,
+)
 
 CONDITIONERS = {"multiplicative": MultiplicativeConditioner, "concat": ConcatConditioner}
 
@@ -65,7 +71,7 @@ class ConditionalRealNVP(Transform):
         shape: event shape, ``(C, H, W)`` or ``(D,)``.
         context_features: width of the context, or ``None`` for an unconditional flow.
         num_scales: scales of the image flow; ``H`` and ``W`` must be divisible by
-            ``2 ** (num_scales - 1)``.
+            ``2 ** (num_scales - 1)`` (``2 ** num_scales`` with ``checkerboard="squeezed"``).
         num_checkerboard, num_channelwise, num_final: couplings per stage (paper: 3, 3, 4).
         hidden_channels: conditioner width ``k`` at the first scale (paper: 64).
         num_blocks: residual blocks per conditioner (paper: 2).
@@ -141,12 +147,15 @@ class ConditionalRealNVP(Transform):
                 raise ValueError(
                     f"conditioner must be one of {tuple(CONDITIONERS)}, got {conditioner!r}"
                 )
-            factor = 2 ** (num_scales - 1)
+            # the squeezed checkerboard halves H and W once more inside every scale
+            exponent = num_scales if checkerboard == "squeezed" else num_scales - 1
+            factor = 2 ** exponent
             _, height, width = self.shape
             if height % factor or width % factor:
                 raise ValueError(
-                    f"shape {self.shape}: H and W must be divisible by 2**(num_scales - 1) = "
-                    f"{factor} for {num_scales} scales"
+                    f"{owner}: shape {self.shape}: H and W must be divisible by "
+                    f"2**{exponent} = {factor} for {num_scales} scales with the {checkerboard} "
+                    "checkerboard"
                 )
             self.flow = self._image_flow(
                 self.shape, num_scales, num_checkerboard, num_channelwise, num_final,
@@ -195,13 +204,19 @@ class ConditionalRealNVP(Transform):
 
     def forward(self, inputs: Tensor, context: Optional[Tensor] = None):
         self._check(inputs, context)
-        with nested():  # the layers need not check the values again
-            return self.flow(inputs, context)
+        with nested():  # checked once here, not again by every layer
+            outputs, logabsdet = self.flow(inputs, context)
+        check_finite(f"{type(self).__name__}.forward", dict(outputs=outputs, logabsdet=logabsdet),
+                     inputs=inputs, context=context)
+        return outputs, logabsdet
 
     def inverse(self, inputs: Tensor, context: Optional[Tensor] = None):
         self._check(inputs, context)
         with nested():
-            return self.flow.inverse(inputs, context)
+            outputs, logabsdet = self.flow.inverse(inputs, context)
+        check_finite(f"{type(self).__name__}.inverse", dict(outputs=outputs, logabsdet=logabsdet),
+                     inputs=inputs, context=context)
+        return outputs, logabsdet
 
 
 def _conv_factory(cls, context_features, in_channels, out_channels, size, **kwargs):
