@@ -243,3 +243,21 @@ def test_device_elbo_keeps_the_score_function_terms_of_discrete_guide_sites(floa
     assert results[1][1] != 0  # the score-function gradient is there
     assert torch.allclose(results[0][0], results[1][0]) and torch.allclose(results[0][1],
                                                                             results[1][1])
+
+
+def test_the_gpu_command_dry_run_writes_its_summary(tmp_path):
+    """``python -m benchmarks.gpu --dry-run``: the GPU command's code on the CPU, tiny."""
+    import json
+
+    from benchmarks import gpu
+
+    report = gpu.main(["--out", str(tmp_path), "--dry-run"])
+    assert report["device_tests"]["rc"] == 0, report["device_tests"]
+    rows = report["transforms"]["rows"]
+    assert {"nflows", "plain-squeezed", "flowvae-squeezed"} <= {r["candidate"] for r in rows}
+    assert all(r["tflops"] > 0 and 0 < r["share_of_bf16_peak"] for r in rows)
+    vapnev = report["vapnev"]
+    assert vapnev["steps"] > 0 and vapnev["images_per_s"] > 0, vapnev
+    assert 0 < vapnev["test_bpd_iwae"] < 16  # uniform noise at 8 bits is about 8
+    assert json.loads((tmp_path / "summary.json").read_text())["vapnev"] == vapnev
+    assert "VAPNEV on MNIST" in (tmp_path / "summary.md").read_text()
