@@ -5,9 +5,15 @@ Build (what ``tests/test_docs.py`` runs; warnings are errors):
     sphinx-build -W -b html docs docs/_build/html
     sphinx-build -W -b doctest docs docs/_build/doctest
 
-Pages are Markdown (MyST); the API reference is autodoc with napoleon (Google-style docstrings).
-Nothing here reaches the network (no intersphinx): the build works offline.
+Pages are Markdown (MyST, maths in ``$...$``); the API reference is autodoc with napoleon
+(Google-style docstrings) and autosummary tables; the CLI's flags come from its argparse parser
+(sphinx-argparse). Intersphinx links torch, Pyro and nflows names: each project's inventory is
+fetched from its site when the network is there, else read from ``docs/_inventories`` (written
+by ``docs/_inventories/generate.py``), so the build also passes offline.
 """
+
+import importlib
+import os
 
 import flowvae
 
@@ -19,10 +25,14 @@ version = release = flowvae.__version__
 extensions = [
     "myst_parser",
     "sphinx.ext.autodoc",
+    "sphinx.ext.autosummary",
     "sphinx.ext.napoleon",
     "sphinx.ext.doctest",
+    "sphinx.ext.intersphinx",
     "sphinx.ext.mathjax",
     "sphinx.ext.viewcode",
+    "sphinx_copybutton",
+    "sphinxarg.ext",
 ]
 
 source_suffix = {".md": "markdown"}
@@ -31,6 +41,21 @@ exclude_patterns = ["_build", "**/.ipynb_checkpoints"]
 
 # MyST: the Markdown pages (papers, benchmarks, distributed) are included as they are.
 myst_heading_anchors = 3
+smartquotes = False  # "--flag" in docstrings and argparse help must stay copyable, not "–flag"
+myst_enable_extensions = ["dollarmath"]
+
+_INVENTORIES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_inventories")
+intersphinx_mapping = {  # the site's inventory first, the offline copy when it cannot be had
+    name: (url, (None, os.path.join(_INVENTORIES, f"{name}.inv")))
+    for name, url in (("torch", "https://docs.pytorch.org/docs/stable/"),
+                      ("pyro", "https://docs.pyro.ai/en/stable/"),
+                      ("nflows", "https://github.com/bayesiains/nflows/blob/master/"))
+}
+intersphinx_timeout = 5
+
+# sphinx-copybutton: copy commands without their prompts and comments' output
+copybutton_prompt_text = r"\$ |>>> |\.\.\. "
+copybutton_prompt_is_regexp = True
 
 # autodoc + napoleon: Google-style docstrings, members in source order.
 autodoc_default_options = {
@@ -41,6 +66,8 @@ autodoc_default_options = {
 autodoc_typehints = "signature"
 autodoc_preserve_defaults = True
 autoclass_content = "class"
+autodoc_inherit_docstrings = False  # not torch's "Define the computation performed at ..."
+autosummary_generate = False  # tables only; the entries are the automodule ones below them
 napoleon_google_docstring = True
 napoleon_numpy_docstring = False
 napoleon_use_rtype = False
@@ -57,13 +84,15 @@ pyro.clear_param_store()
 pyro.enable_validation(True)
 """
 
-html_theme = "alabaster"
+html_theme = "furo"
 html_static_path = ["_static"]
 html_title = f"flowvae {release}"
 html_theme_options = {
-    "description": "Normalizing-flow components for variational autoencoders",
-    "fixed_sidebar": True,
+    "source_repository": "https://github.com/flowvae/flowvae/",
+    "source_branch": "main",
+    "source_directory": "docs/",
 }
+pygments_style = "friendly"
 
 
 def _keep_public_module_names(app, what, name, obj, skip, options):
@@ -79,5 +108,25 @@ def _keep_public_module_names(app, what, name, obj, skip, options):
     return None
 
 
+def _autosummary_tables(app, docname, source):
+    """Replace a line ``% autosummary: MODULE`` of an API page by an autosummary table of the
+    module's ``__all__``, so that the table lists every public name without a copy of the list."""
+    lines = source[0].splitlines()
+    for i, line in enumerate(lines):
+        if line.startswith("% autosummary: "):
+            module_name = line.split(":", 1)[1].strip()
+            module = importlib.import_module(module_name)
+            names = getattr(module, "__all__", None) or [  # a module without __all__: its own
+                n for n, obj in vars(module).items() if not n.startswith("_") and callable(obj)
+                and getattr(obj, "__module__", None) == module_name]
+            # classes and functions; constants (dicts, tuples) have the docs of their type
+            names = [n for n in names if callable(getattr(module, n))]
+            lines[i] = "\n".join(["```{eval-rst}", f".. currentmodule:: {module_name}", "",
+                                  ".. autosummary::", "   :nosignatures:", "",
+                                  *(f"   {n}" for n in names if n != "__version__"), "```"])
+    source[0] = "\n".join(lines) + "\n"
+
+
 def setup(app):
     app.connect("autodoc-skip-member", _keep_public_module_names)
+    app.connect("source-read", _autosummary_tables)

@@ -1,4 +1,4 @@
-"""The ``flowvae`` command: ``train``, ``evaluate`` and ``sample`` subcommands.
+"""The ``flowvae`` command: ``train``, ``evaluate`` and ``sample`` subcommands::
 
     flowvae train --model vae --dataset digits --epochs 10 --out runs/vae
     flowvae evaluate runs/vae/checkpoint.pt --iwae 100

@@ -31,7 +31,7 @@ GUIDE_PAGES = sorted(glob(os.path.join(DOCS, "guide", "*.md")))
 
 needs_sphinx = pytest.mark.skipif(
     any(importlib.util.find_spec(name) is None for name in ("sphinx", "myst_parser")),
-    reason="sphinx and myst-parser are not installed (pip install -e '.[test]')",
+    reason="sphinx and myst-parser are not installed (pip install -e '.[test,docs]')",
 )
 
 API_PAGES = {  # module -> its page under docs/api/
@@ -62,7 +62,7 @@ DISTRIBUTED_CPU = ("FLOWVAE_DATA=../shared/data torchrun --nproc_per_node 2 -m f
 COVERED_ELSEWHERE = {  # command shown in the guide pages -> what runs it
     "python3 -m venv .venv": ".ci/run (fresh venv)",
     ". .venv/bin/activate": ".ci/run",
-    'pip install -e ".[test]"': ".ci/run",
+    'pip install -e ".[test,docs]"': ".ci/run",
     "python -m pytest": ".ci/run",
     "export FLOWVAE_DATA=/data/flowvae": "the resolve_root doctest of docs/guide/installation.md",
 }
@@ -125,6 +125,61 @@ def test_guide_snippets_pass_doctest(html, doctrees, tmp_path):
     details = report.read_text() if report.exists() else ""
     assert done.returncode == 0, f"doctest of the docs failed:\n{done.stderr}\n{details}"
     assert "0 failures in tests" in details
+
+
+TABLE_SPAN = re.compile(r"(`+)(.+?)\1|\$(.+?)\$")
+"""A code span or a $...$ maths span."""
+COMMAND = re.compile(r"(?:^|\s)(?:flowvae (?:train|evaluate|sample)|python3? (?:-m |examples/)|"
+                     r"pip install|torchrun --)|\s\u2013[a-z]")
+"""A shell command, or a flag whose "--" typography made an en dash, in running text."""
+
+
+def broken_table_cells(path):
+    """``line: span`` for each code or maths span in a Markdown table holding an unescaped ``|``,
+    which ends the cell there (the rest of the row is lost)."""
+    broken = []
+    for number, line in enumerate(open(path), 1):
+        if line.lstrip().startswith("|"):
+            for match in TABLE_SPAN.finditer(line):
+                span = match.group(2) or match.group(3)
+                if re.search(r"(?<!\\)\|", span):
+                    broken.append(f"{number}: {match.group(0)}")
+    return broken
+
+
+def test_broken_table_cells_are_found():
+    bad = os.path.join(os.path.dirname(__file__), "broken_table.md")
+    with open(bad, "w") as f:
+        f.write("| a | b |\n|---|---|\n| `p(x|z)` | $q(z|x)$ |\n| `p(x \\| z)` | $p(x \\mid z)$ |\n")
+    try:
+        assert broken_table_cells(bad) == ["3: `p(x|z)`", "3: $q(z|x)$"]
+    finally:
+        os.remove(bad)
+
+
+def test_no_markdown_table_cell_is_cut_by_a_pipe():
+    pages = glob(os.path.join(DOCS, "**", "*.md"), recursive=True)
+    broken = {os.path.relpath(p, DOCS): cells for p in pages if (cells := broken_table_cells(p))}
+    assert not broken, f"use $p(x \\mid z)$ or escape the pipe: {broken}"
+
+
+def running_text(html_page):
+    """The text of a built page outside code blocks and inline code."""
+    text = re.sub(r"<pre.*?</pre>|<code.*?</code>|<script.*?</script>", " ", html_page, flags=re.S)
+    return re.sub(r"<[^>]+>", " ", text)
+
+
+@needs_sphinx
+def test_no_command_is_rendered_as_running_text(html):
+    found = {}
+    for page in html.glob("**/*.html"):
+        if "_modules" not in page.parts and "_static" not in page.parts:
+            hits = [m.group(0).strip() for m in COMMAND.finditer(running_text(page.read_text()))]
+            if hits:
+                found[str(page.relative_to(html))] = hits
+    assert not found, f"commands outside code blocks (use a ```bash block or ``::``): {found}"
+    assert COMMAND.search(running_text("<p>run flowvae train \u2013epochs 3</p>"))
+    assert not COMMAND.search(running_text("<pre>flowvae train --epochs 3</pre>"))
 
 
 def shell_commands(path):

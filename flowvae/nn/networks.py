@@ -20,7 +20,7 @@ def _leading(x: Tensor, event_ndim: int) -> Tuple[Tuple[int, ...], Tensor]:
 
 
 class MLP(nn.Sequential):
-    """``Linear -> act -> ... -> Linear``; the last layer has no activation.
+    """``Linear -> act -> … -> Linear``; the last layer has no activation.
 
     Example:
         >>> import torch

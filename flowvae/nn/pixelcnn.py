@@ -88,7 +88,7 @@ class MaskedConv2d(nn.Conv2d):
 
 
 class GatedBlock(nn.Module):
-    """``h + W_o * (tanh(W_f * h + V_f c) . sigmoid(W_g * h + V_g c))`` (module docstring), with
+    """``h + W_o * (tanh(W_f * h + V_f c) ⊙ sigmoid(W_g * h + V_g c))`` (module docstring), with
     ``W_f, W_g`` one masked type-``B`` convolution and ``W_o`` a masked ``1 x 1`` one."""
 
     def __init__(self, channels: int, context_channels: Optional[int], kernel_size: int = 3,
