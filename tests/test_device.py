@@ -44,6 +44,15 @@ def no_validation():
     pyro.enable_validation(True)
 
 
+@pytest.fixture(autouse=True)
+def exact_cuda_math():
+    """No TF32 in CUDA matmuls and convolutions while values are compared with the CPU's."""
+    flags = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
+    yield
+    torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = flags
+
+
 def on(device, *tensors):
     return [None if t is None else t.to(device) for t in tensors]
 
