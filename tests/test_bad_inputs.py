@@ -1,0 +1,268 @@
+"""Bad inputs to the transforms end in flowvae's own message (issue 21, "Nothing silent").
+
+Each line of BAD is a bad input and the message it must get: the class (or function) that
+received it, the argument, what was expected. A silent result or an error from inside torch
+fails the test. Models, ``fit`` and the CLI keep their own lists beside their owners' tests.
+"""
+
+import pyro
+import pytest
+import torch
+
+from flowvae.distributions import FlowDistribution
+from flowvae.transforms import (
+    ActNorm,
+    ConcatConditioner,
+    ConditionalAffineCoupling,
+    ConditionalRealNVP,
+    ContextDecoder,
+    MLPConditioner,
+    MultiplicativeConditioner,
+    squeeze,
+    unsqueeze,
+)
+
+NAN, INF = float("nan"), float("inf")
+
+
+def image_flow():
+    torch.manual_seed(0)
+    flow = ConditionalRealNVP((1, 4, 4), context_features=2, hidden_channels=4, num_blocks=1,
+                              num_checkerboard=1, num_channelwise=1, num_final=1)
+    with torch.no_grad():  # off the identity initialisation, so that values propagate
+        for p in flow.parameters():
+            p.add_(0.3 * torch.randn_like(p))
+    return flow
+
+
+def coupling():
+    return ConditionalAffineCoupling(
+        (3,), lambda i, o, size: MLPConditioner(i, o, context_features=2, hidden_features=4))
+
+
+def x_img(batch=2, fill=None, dtype=torch.float32):
+    x = torch.randn(batch, 1, 4, 4)
+    if fill is not None and batch:
+        x[0, 0, 1, 1] = fill
+    return x.to(dtype)
+
+
+def ctx(batch=2, width=2, fill=None, dtype=torch.float32):
+    c = torch.randn(batch, width)
+    if fill is not None:
+        c[-1, -1] = fill
+    return c.to(dtype)
+
+
+def call(build, method, x, c):
+    return lambda: getattr(build(), method)(x, context=c)
+
+
+BAD = []
+for method in ("forward", "inverse"):
+    M = rf"ConditionalRealNVP(\.{method})?: "
+    BAD += [
+        (f"{method}: NaN input", call(image_flow, method, x_img(fill=NAN), ctx()),
+         ValueError, M + r"inputs: expected finite values, got 1 NaN"),
+        (f"{method}: inf input", call(image_flow, method, x_img(fill=-INF), ctx()),
+         ValueError, M + r"inputs: expected finite values, got 0 NaN and 1 infinite"),
+        (f"{method}: NaN context", call(image_flow, method, x_img(), ctx(fill=NAN)),
+         ValueError, M + r"context: expected finite values"),
+        (f"{method}: inf context", call(image_flow, method, x_img(), ctx(fill=INF)),
+         ValueError, M + r"context: expected finite values"),
+        (f"{method}: overflow from finite input",
+         call(image_flow, method, x_img().clamp(-1, 1) * 3e38, ctx()),
+         ValueError, M + r"outputs: expected finite values.*overflows torch.float32"),
+        (f"{method}: int64 pixels", call(image_flow, method, x_img().abs().mul(50).long(), ctx()),
+         TypeError, M + r"inputs: expected dtype torch.float32 .*got torch.int64; scale and "
+                        r"dequantize"),
+        (f"{method}: uint8 pixels", call(image_flow, method, x_img().abs().to(torch.uint8), ctx()),
+         TypeError, M + r"inputs: expected dtype torch.float32 .*got torch.uint8"),
+        (f"{method}: float64 input", call(image_flow, method, x_img(dtype=torch.float64), ctx()),
+         TypeError, M + r"inputs: expected dtype torch.float32 .*got torch.float64; convert"),
+        (f"{method}: float16 input", call(image_flow, method, x_img(dtype=torch.float16), ctx()),
+         TypeError, M + r"inputs: expected dtype torch.float32 .*got torch.float16"),
+        (f"{method}: float64 context",
+         call(image_flow, method, x_img(), ctx(dtype=torch.float64)),
+         TypeError, M + r"context: expected dtype torch.float32 .*got torch.float64"),
+        (f"{method}: int context", call(image_flow, method, x_img(), ctx(dtype=torch.int64)),
+         TypeError, M + r"context: expected dtype torch.float32 .*got torch.int64"),
+        (f"{method}: empty batch", call(image_flow, method, x_img(0), ctx(0)),
+         ValueError, M + r"inputs: expected a non-empty batch, got shape \(0, 1, 4, 4\)"),
+        (f"{method}: no batch dimension", call(image_flow, method, x_img()[0], ctx()),
+         ValueError, M + r"inputs: expected shape \(B, 1, 4, 4\), got \(1, 4, 4\)"),
+        (f"{method}: wrong event shape", call(image_flow, method, torch.randn(2, 1, 4, 5), ctx()),
+         ValueError, M + r"inputs: expected shape \(B, 1, 4, 4\), got \(2, 1, 4, 5\)"),
+        (f"{method}: context of another batch", call(image_flow, method, x_img(), ctx(3)),
+         ValueError, M + r"context: expected shape \(2, 2\), got \(3, 2\)"),
+        (f"{method}: context too wide", call(image_flow, method, x_img(), ctx(width=5)),
+         ValueError, M + r"context: expected shape \(2, 2\), got \(2, 5\)"),
+        (f"{method}: context missing", call(image_flow, method, x_img(), None),
+         ValueError, M + r"context: expected shape \(2, 2\), got None"),
+        (f"{method}: numpy input", call(image_flow, method, x_img().numpy(), ctx()),
+         TypeError, M + r"inputs: expected a torch.Tensor, got <class 'numpy.ndarray'>"),
+        (f"{method}: list context", call(image_flow, method, x_img(), [[0.0, 0.0]] * 2),
+         TypeError, M + r"context: expected a torch.Tensor"),
+    ]
+BAD += [
+    ("coupling: NaN input", lambda: coupling()(torch.tensor([[0.0, NAN, 1.0]]),
+                                               context=torch.zeros(1, 2)),
+     ValueError, r"ConditionalAffineCoupling\.forward: inputs: expected finite values"),
+    ("coupling: inf context", lambda: coupling().inverse(torch.zeros(1, 3),
+                                                         context=torch.tensor([[INF, 0.0]])),
+     ValueError, r"ConditionalAffineCoupling\.inverse: context: expected finite values"),
+    ("coupling: int input", lambda: coupling()(torch.ones(1, 3, dtype=torch.int32),
+                                               context=torch.zeros(1, 2)),
+     TypeError, r"ConditionalAffineCoupling: inputs: expected dtype torch.float32"),
+    ("coupling: empty batch", lambda: coupling()(torch.zeros(0, 3), context=torch.zeros(0, 2)),
+     ValueError, r"ConditionalAffineCoupling: inputs: expected a non-empty batch"),
+    ("coupling: context to an unconditional layer", lambda: ConditionalAffineCoupling(
+        (2,), lambda i, o, size: MLPConditioner(i, o)
+    )(torch.zeros(1, 2), context=torch.zeros(1, 1)),
+     ValueError, r"ConditionalAffineCoupling: context: this transform takes no context"),
+    ("FlowDistribution.log_prob of inf", lambda: FlowDistribution(
+        ConditionalRealNVP((3,), hidden_features=4), torch.zeros(3), torch.ones(3)
+    ).log_prob(torch.tensor([[0.0, INF, 0.0]])),
+     ValueError, r"ConditionalRealNVP.forward: inputs: expected finite values"),
+    ("FlowDistribution.log_prob of int values", lambda: FlowDistribution(
+        ConditionalRealNVP((3,), hidden_features=4), torch.zeros(3), torch.ones(3)
+    ).log_prob(torch.ones(2, 3, dtype=torch.int64)),
+     TypeError, r"ConditionalRealNVP: inputs: expected dtype torch.float32"),
+    # ActNorm's data-dependent initialisation (it used to hold NaN silently)
+    ("ActNorm init on an empty batch", lambda: ActNorm(2)(torch.zeros(0, 2)),
+     ValueError, r"ActNorm: data-dependent initialisation needs a non-empty batch"),
+    ("ActNorm init on an empty image batch", lambda: ActNorm(2)(torch.zeros(0, 2, 3, 3)),
+     ValueError, r"ActNorm: data-dependent initialisation needs a non-empty batch"),
+    ("ActNorm init on a NaN batch", lambda: ActNorm(2)(torch.tensor([[0.0, NAN], [1.0, 2.0]])),
+     ValueError, r"ActNorm: data-dependent initialisation got a batch holding 1 NaN"),
+    ("ActNorm init on a NaN batch inside a flow", lambda: ConditionalRealNVP(
+        (2,), actnorm=True, hidden_features=4)(torch.tensor([[0.0, NAN], [1.0, 2.0]])),
+     ValueError, r"ActNorm: data-dependent initialisation got a batch holding 1 NaN"),
+    # squeeze / unsqueeze
+    ("squeeze of an odd image", lambda: squeeze(torch.zeros(1, 1, 3, 4)),
+     ValueError, r"squeeze: expected \(B, C, H, W\) with even H and W, got \(1, 1, 3, 4\)"),
+    ("squeeze of a vector", lambda: squeeze(torch.zeros(2, 4)),
+     ValueError, r"squeeze: expected \(B, C, H, W\)"),
+    ("unsqueeze of 3 channels", lambda: unsqueeze(torch.zeros(1, 3, 2, 2)),
+     ValueError, r"unsqueeze: expected \(B, 4C, H, W\) with channels divisible by 4"),
+]
+
+CONSTRUCTORS = [
+    (lambda: ConditionalRealNVP((1, 4, -4)), ValueError,
+     r"ConditionalRealNVP: shape\[2\]: expected an integer >= 1, got -4"),
+    (lambda: ConditionalRealNVP((0, 4, 4)), ValueError,
+     r"ConditionalRealNVP: shape\[0\]: expected an integer >= 1"),
+    (lambda: ConditionalRealNVP((4,), context_features=0), ValueError,
+     r"ConditionalRealNVP: context_features: expected an integer >= 1, got 0"),
+    (lambda: ConditionalRealNVP((4,), context_features=2.5), TypeError,
+     r"ConditionalRealNVP: context_features: expected an integer, got 2.5"),
+    (lambda: ConditionalRealNVP((1, 4, 4), hidden_channels=0), ValueError,
+     r"ConditionalRealNVP: hidden_channels: expected an integer >= 1, got 0"),
+    (lambda: ConditionalRealNVP((1, 4, 4), num_checkerboard=-1), ValueError,
+     r"ConditionalRealNVP: num_checkerboard: expected an integer >= 0, got -1"),
+    (lambda: ConditionalRealNVP((1, 4, 4), num_scales=0), ValueError,
+     r"ConditionalRealNVP: num_scales: expected an integer >= 1, got 0"),
+    (lambda: ConditionalRealNVP((1, 4, 4), num_blocks=True), TypeError,
+     r"ConditionalRealNVP: num_blocks: expected an integer, got True"),
+    (lambda: ConditionalRealNVP((4,), num_couplings=0), ValueError,
+     r"ConditionalRealNVP: num_couplings: expected an integer >= 1, got 0"),
+    (lambda: ConditionalRealNVP((4,), hidden_features=-8), ValueError,
+     r"ConditionalRealNVP: hidden_features: expected an integer >= 1, got -8"),
+    (lambda: ConditionalRealNVP((4,), num_layers=-1), ValueError,
+     r"ConditionalRealNVP: num_layers: expected an integer >= 0, got -1"),
+    (lambda: ConditionalRealNVP((4,), actnorm="yes"), TypeError,
+     r"ConditionalRealNVP: actnorm: expected a bool, got 'yes'"),
+    (lambda: ConditionalRealNVP((1, 2, 2), num_scales=2, checkerboard="squeezed"), ValueError,
+     r"ConditionalRealNVP: shape \(1, 2, 2\): H and W must be divisible by 2\*\*2 = 4"),
+    (lambda: ConditionalAffineCoupling((-3,), lambda i, o, s: MLPConditioner(i, o)), ValueError,
+     r"ConditionalAffineCoupling: shape\[0\]: expected an integer >= 1, got -3"),
+    (lambda: ConditionalAffineCoupling((4,), None), TypeError,
+     r"ConditionalAffineCoupling: conditioner_factory: expected a callable"),
+    (lambda: MLPConditioner(0, 4), ValueError,
+     r"MLPConditioner: in_features: expected an integer >= 1, got 0"),
+    (lambda: MLPConditioner(2, 4, num_layers=-2), ValueError,
+     r"MLPConditioner: num_layers: expected an integer >= 0, got -2"),
+    (lambda: MultiplicativeConditioner(1, 2, (4, 4), hidden_channels=0), ValueError,
+     r"MultiplicativeConditioner: hidden_channels: expected an integer >= 1, got 0"),
+    (lambda: MultiplicativeConditioner(1, 2, (4, -4)), ValueError,
+     r"MultiplicativeConditioner: size\[1\]: expected an integer >= 1, got -4"),
+    (lambda: ConcatConditioner(1, 2, (4, 4), context_features=3, context_channels=0), ValueError,
+     r"ConcatConditioner: context_channels: expected an integer >= 1, got 0"),
+    (lambda: ContextDecoder(4, 0, (8, 8)), ValueError,
+     r"ContextDecoder: channels: expected an integer >= 1, got 0"),
+    (lambda: ContextDecoder(4, 8, (8,)), ValueError, r"ContextDecoder: size: expected \(H, W\)"),
+]
+
+
+def _assert_flowvae_error(fn, error, pattern):
+    with pytest.raises(error) as info:
+        fn()
+    assert info.match("^" + pattern), info.value
+    # flowvae raised it (not torch, then rewrapped): the innermost frame is in flowvae
+    frame = info.traceback[-1]
+    assert "/flowvae/" in str(frame.path) and "site-packages" not in str(frame.path), frame
+
+
+@pytest.mark.parametrize("label,fn,error,pattern", BAD, ids=[b[0] for b in BAD])
+def test_bad_input_ends_in_flowvaes_message(label, fn, error, pattern):
+    _assert_flowvae_error(fn, error, pattern)
+
+
+@pytest.mark.parametrize("fn,error,pattern", CONSTRUCTORS,
+                         ids=[c[2].split("expected")[0].replace("\\", "") for c in CONSTRUCTORS])
+def test_bad_constructor_argument_ends_in_flowvaes_message(fn, error, pattern):
+    _assert_flowvae_error(fn, error, pattern)
+
+
+def test_value_checks_follow_pyros_validation_switch():
+    """With validation off, NaN passes (no value is read on the host); back on, it is named."""
+    flow = image_flow()
+    x, c = x_img(fill=NAN), ctx()
+    pyro.enable_validation(False)
+    try:
+        y, logdet = flow(x, context=c)
+    finally:
+        pyro.enable_validation(True)
+    assert torch.isnan(y).any()
+    with pytest.raises(ValueError, match="inputs: expected finite values"):
+        flow(x, context=c)
+
+
+def test_validation_off_reads_no_value_on_the_meta_device():
+    """A tensor on the ``meta`` device has no values: any host read would raise."""
+    flow = image_flow().to("meta")
+    x, c = x_img().to("meta"), ctx().to("meta")
+    pyro.enable_validation(False)
+    try:
+        y, logdet = flow(x, context=c)
+        back, _ = flow.inverse(y, context=c)
+    finally:
+        pyro.enable_validation(True)
+    assert y.shape == x.shape and logdet.shape == (2,) and back.device.type == "meta"
+    # metadata checks stay on without validation
+    pyro.enable_validation(False)
+    try:
+        with pytest.raises(TypeError, match="expected dtype torch.float32"):
+            flow(x.double(), context=c)
+    finally:
+        pyro.enable_validation(True)
+
+
+def test_nested_layers_do_not_read_values_again(monkeypatch):
+    """A ConditionalRealNVP reads its values on the host once per call, not once per layer."""
+    flow = image_flow()
+    reads = []
+    original = torch.Tensor.__bool__
+    monkeypatch.setattr(torch.Tensor, "__bool__", lambda t: reads.append(1) or original(t))
+    flow(x_img(), context=ctx())
+    assert len(reads) == 1
+
+
+def test_float64_flow_takes_float64_inputs():
+    """The dtype contract: the flow's parameters decide, for inputs and context alike."""
+    flow = image_flow().double()
+    y, logdet = flow(x_img(dtype=torch.float64), context=ctx(dtype=torch.float64))
+    assert y.dtype == logdet.dtype == torch.float64
+    with pytest.raises(TypeError, match=r"inputs: expected dtype torch.float64 .*got .*float32"):
+        flow(x_img(), context=ctx(dtype=torch.float64))
+
