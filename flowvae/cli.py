@@ -101,7 +101,7 @@ class TrainConfig:
     data_dir: Optional[str] = None
     download: bool = True
     seed: int = 0
-    progress: bool = True
+    progress: Optional[bool] = None
     pad_to: Optional[int] = None
 
     @property
@@ -313,8 +313,9 @@ def _add_train(commands) -> None:
     run.add_argument("--resume", action="store_true",
                      help=f"continue from OUT/{CHECKPOINT}: weights, optimizer, epoch and RNG "
                           "state; the other flags must describe the same model")
-    run.add_argument("--no-progress", dest="progress", action="store_false",
-                     help="no progress bar and no per-epoch lines, only the final table")
+    run.add_argument("--no-progress", dest="progress", action="store_false", default=None,
+                     help="no progress bar and no per-epoch lines, only the final table "
+                          "(default: both when stderr is a terminal)")
     p.set_defaults(handler=_train_command, config_class=TrainConfig)
 
 

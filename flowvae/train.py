@@ -8,6 +8,7 @@ import json
 import math
 import os
 import random
+import sys
 import time
 from typing import Any, Dict, List, Optional, Union
 
@@ -209,7 +210,7 @@ def fit(
     out_dir: Optional[str] = None,
     resume: bool = False,
     seed: int = 0,
-    progress: bool = True,
+    progress: Optional[bool] = None,
     max_steps_per_epoch: Optional[int] = None,
     eval_batch_size: int = 500,
     compile: bool = False,
@@ -262,6 +263,8 @@ def fit(
     rank, world, device = setup_distributed(device)
     if batch_size % world:
         raise ValueError(f"batch_size={batch_size} must be divisible by the {world} processes")
+    if progress is None:  # a bar of carriage returns only where a terminal redraws it
+        progress = sys.stderr.isatty()
     progress = progress and rank == 0
     module.to(device)
     images = as_images(train_data)
