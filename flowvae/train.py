@@ -85,6 +85,11 @@ class DifferentiableELBO(nn.Module):
         self._model, self._guide = module.model, module.guide
 
     def forward(self, x: Tensor) -> Tensor:
+        if isinstance(self.elbo, JitTrace_ELBO):
+            # Pyro's JitTrace_ELBO.differentiable_loss adds the loss, not detached, to the
+            # surrogate: twice SVI's gradient (pyro 1.9)
+            loss, surrogate = self.elbo.loss_and_surrogate_loss(self._model, self._guide, x)
+            return loss.detach() + (surrogate - surrogate.detach())
         return self.elbo.differentiable_loss(self._model, self._guide, x)
 
 
@@ -526,8 +531,12 @@ def _restore_foreign_params(store_state: Dict[str, Any], module) -> None:
     parameters live in the module, and re-registering copies of them would detach the
     module from the optimizer)."""
     own = {name for name, _ in module.named_parameters(remove_duplicate=False)}
+
+    def is_own(name: str) -> bool:  # under the model's name prefix, whichever it was
+        return name in own or name.split(".", 1)[-1] in own
+
     pyro.get_param_store().set_state({
-        key: {name: v for name, v in store_state[key].items() if name not in own}
+        key: {name: v for name, v in store_state[key].items() if not is_own(name)}
         for key in ("params", "constraints")
     })
 
