@@ -1,5 +1,12 @@
 """Objectives, estimators and sampling helpers."""
 
+from flowvae.infer.diagnostics import (
+    LatentDiagnostics,
+    active_units,
+    label_agreement,
+    latent_diagnostics,
+    summarize_latents,
+)
 from flowvae.infer.evaluate import (
     bits_per_dim,
     elbo_per_datapoint,
@@ -14,7 +21,12 @@ from flowvae.infer.sampling import gibbs_chain, plot_training_curve, save_grid
 __all__ = [
     "OBJECTIVES",
     "GeneralizedELBO",
+    "LatentDiagnostics",
+    "active_units",
+    "label_agreement",
+    "latent_diagnostics",
     "mmd",
+    "summarize_latents",
     "bits_per_dim",
     "elbo_per_datapoint",
     "gibbs_chain",

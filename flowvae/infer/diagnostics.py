@@ -10,7 +10,8 @@ collapse). Zhao et al. ("Towards deeper understanding of variational autoencodin
 it works for every flowvae model (and any Pyro model with a guide): one rate per latent sample
 site of the guide, the distortion from the observed sites, the ELBO with weight 1 on every term
 (site scales such as a beta-VAE's or a KL warm-up's are ignored: the numbers are the true
-bound), the posterior means for active units, and the mutual information estimate of
+bound, and ``pyro.factor`` terms such as InfoVAE's MMD penalty are left out), the posterior
+means for active units, and the mutual information estimate of
 :func:`~flowvae.infer.mutual_information`. :func:`summarize_latents` turns several batches
 into per-image means and counts active units (Burda et al. 2016).
 """
@@ -51,6 +52,12 @@ class LatentDiagnostics:
     elbo: Tensor
     means: Dict[str, Tensor] = field(default_factory=dict)
     mutual_info: Dict[str, Tensor] = field(default_factory=dict)
+
+
+def _is_factor(site) -> bool:
+    """A ``pyro.factor`` site: a term of a training objective (e.g. InfoVAE's MMD penalty),
+    not a density of the model, so not part of the bound."""
+    return bool(site["infer"].get("is_auxiliary"))
 
 
 def _per_image(value: Tensor, batch: int) -> Tensor:
@@ -124,7 +131,7 @@ def latent_diagnostics(model: Callable, guide: Callable, x: Tensor, *args,
     means: Dict[str, Tensor] = {}
     mutual_info: Dict[str, Tensor] = {}
     for name, site in model_trace.nodes.items():
-        if site["type"] != "sample" or site_is_subsample(site):
+        if site["type"] != "sample" or site_is_subsample(site) or _is_factor(site):
             continue
         if site["is_observed"]:  # log-densities without the site's scale: the true bound
             distortion = distortion - _per_image(site["fn"].log_prob(site["value"]), batch)
@@ -203,7 +210,7 @@ def label_agreement(reconstructions: Tensor, labels: Tensor, train_images: Tenso
     """
     from sklearn.linear_model import LogisticRegression
 
-    def flat(images: Tensor) -> "object":
+    def flat(images: Tensor):
         return images.detach().reshape(len(images), -1).double().cpu().numpy()
 
     classifier = LogisticRegression(max_iter=2000).fit(flat(train_images) / 255,

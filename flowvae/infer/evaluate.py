@@ -23,7 +23,9 @@ def log_importance_weights(
 
     ``model`` and ``guide`` put their per-datapoint sites in a plate of size ``B`` at dim -1
     (nested plates up to ``max_plate_nesting``); the ``K`` samples are drawn vectorized in an
-    outer plate. Site scales (e.g. a beta weight) are ignored: these are the true densities.
+    outer plate. Site scales (e.g. a beta weight) and ``pyro.factor`` sites (a training
+    objective's extra terms, such as InfoVAE's MMD penalty) are ignored: these are the true
+    densities.
     Observed sites of the model (including deterministic ones, like srVAE's ``y``) count in
     ``log p``.
     """
@@ -35,6 +37,8 @@ def log_importance_weights(
     for trace, sign in ((model_trace, 1.0), (guide_trace, -1.0)):
         for site in trace.nodes.values():
             if site["type"] != "sample" or site_is_subsample(site):
+                continue
+            if site["infer"].get("is_auxiliary"):  # pyro.factor: an objective's term (an MMD)
                 continue
             log_prob = site["fn"].log_prob(site["value"])
             log_w = log_w + sign * log_prob.reshape(num_samples, -1).expand(num_samples, batch)
