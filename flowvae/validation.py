@@ -142,6 +142,9 @@ def check_floating(
 
 def module_dtype(module: nn.Module) -> Optional[torch.dtype]:
     """The dtype of the module's first floating-point parameter, or None if it has none."""
+    for p in module._parameters.values():  # its own first: no walk over the submodules
+        if p is not None and p.dtype.is_floating_point:
+            return p.dtype
     for p in module.parameters():
         if p.dtype.is_floating_point:
             return p.dtype
@@ -201,9 +204,11 @@ def check_finite(
     to check arguments and results with one host synchronisation; nothing at all when
     :func:`value_checks_enabled` is false.
     """
+    if not value_checks_enabled():
+        return
     tensors = {**arguments, **(results or {})}
     present = {k: t for k, t in tensors.items() if t is not None and t.numel()}
-    if not present or not value_checks_enabled():
+    if not present:
         return
     flags = torch.stack([torch.isfinite(t).all() for t in present.values()])
     if bool(flags.all()):
