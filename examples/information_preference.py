@@ -3,7 +3,7 @@
 Trains the same VAE (MLP encoder, conditional gated PixelCNN likelihood) twice on binarized
 MNIST, with R = KL (the ELBO) and with R = 0 (unregularized), through
 ``fit(..., elbo=GeneralizedELBO(kind))``, in rounds of ``--steps-per-round`` SVI steps. After each
-round it prints the estimate of I(x; z) on ``--mi-points`` test images (bounded by log M),
+round it prints the estimate of I(x; z) on ``--mi-images`` test images (bounded by log M),
 KL(q(z|x) || p(z)) and the per-pixel NLL -E_q log p(x|z) / D. It then writes, for both models,
 ancestral samples z ~ p(z), x ~ p(x|z), and the states of the Gibbs chain z ~ q(z|x),
 x ~ p(x|z) started from those samples and from test images. A rerun resumes from the
@@ -12,7 +12,12 @@ bounded by exp(--max-log-scale) = 1: without the KL, an unbounded exp-parameteri
 away (to 1e12 within 25 steps here) and drowns the code in noise.
 
     python examples/information_preference.py                       # the docs' CPU run
-    python examples/information_preference.py --rounds 30 --steps-per-round 500 --device cuda
+    python examples/information_preference.py --objectives elbo     # one objective
+    python examples/information_preference.py --paper --device cuda
+
+The defaults (6 rounds of 100 SVI steps per objective) finish in minutes of CPU time;
+``--paper`` trains for 30 rounds of 500 steps (about 19 epochs), and flags given next to it
+still win.
 """
 
 from __future__ import annotations
@@ -21,7 +26,7 @@ import argparse
 import math
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Optional, Tuple
 
 import torch
@@ -42,7 +47,7 @@ from flowvae.train import CHECKPOINT, fit, read_checkpoint
 @dataclass(frozen=True)
 class Config:
     dataset: str = "binarized-mnist"
-    kinds: Tuple[str, ...] = ("elbo", "unregularized")
+    objectives: Tuple[str, ...] = ("elbo", "unregularized")
     rounds: int = 6
     steps_per_round: int = 100
     batch_size: int = 64
@@ -53,8 +58,8 @@ class Config:
     pixel_blocks: int = 3
     context_channels: int = 4
     max_log_scale: Optional[float] = 0.0
-    mi_points: int = 1000
-    eval_points: int = 500
+    mi_images: int = 1000
+    eval_images: int = 500
     samples: int = 16
     gibbs_steps: int = 5
     device: str = "cpu"
@@ -62,25 +67,43 @@ class Config:
     seed: int = 0
 
 
-def parse_args() -> Config:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--dataset", default=Config.dataset,
-                        choices=("binarized-mnist", "mnist", "fashion-mnist", "digits"))
-    parser.add_argument("--kinds", nargs="+", default=Config.kinds,
-                        choices=("elbo", "beta", "unregularized", "mmd"))
-    for name in ("rounds", "steps-per-round", "batch-size", "latent-dim", "hidden",
-                 "pixel-channels", "pixel-blocks", "context-channels", "mi-points",
-                 "eval-points", "samples", "gibbs-steps", "seed"):
-        parser.add_argument(f"--{name}", type=int, default=getattr(Config, name.replace("-", "_")))
-    parser.add_argument("--lr", type=float, default=Config.lr)
-    parser.add_argument("--max-log-scale", default=Config.max_log_scale,
-                        type=lambda v: None if v == "none" else float(v),
-                        help="soft upper bound on log sigma of q(z|x) ('none': unbounded)")
-    parser.add_argument("--device", default=Config.device)
-    parser.add_argument("--out", default=Config.out)
-    args = vars(parser.parse_args())
-    args["kinds"] = tuple(args["kinds"])
-    return Config(**{k.replace("-", "_"): v for k, v in args.items()})
+PAPER = dict(rounds=30, steps_per_round=500)
+"""Longer training, which ``--paper`` selects."""
+
+HELP = {"dataset": "training and test images", "objectives": "R of each run (several allowed): "
+        "elbo = KL, unregularized = 0, beta = beta KL, mmd = InfoVAE's MMD",
+        "rounds": "rounds of training; the metrics are measured after each",
+        "steps_per_round": "SVI steps per round", "batch_size": "images per SVI step",
+        "lr": "Adam learning rate", "latent_dim": "size of z", "hidden": "MLP encoder width",
+        "pixel_channels": "PixelCNN channels", "pixel_blocks": "gated PixelCNN blocks",
+        "context_channels": "channels of the decoder's conditioning map for the PixelCNN",
+        "max_log_scale": "soft upper bound on log sigma of q(z|x) ('none': unbounded)",
+        "mi_images": "test images M of the I(x;z) estimate (at most log M nats)",
+        "eval_images": "test images of the KL and NLL (at most --mi-images)",
+        "samples": "images per grid row", "gibbs_steps": "steps of each Gibbs chain",
+        "device": "torch device, e.g. cuda", "seed": "seed of weights, data order and draws",
+        "out": "folder for checkpoints, grids and curves (a rerun resumes from it)"}
+CHOICES = {"dataset": ("binarized-mnist", "mnist", "fashion-mnist", "digits"),
+           "objectives": ("elbo", "beta", "unregularized", "mmd")}
+
+
+def parse_args(argv=None) -> Config:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0],
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser.add_argument("--paper", action="store_true",
+                        help=f"longer training, {PAPER}; flags given with it still win")
+    for f in fields(Config):
+        many = isinstance(f.default, tuple)
+        kind = (lambda v: None if v == "none" else float(v)) if f.name == "max_log_scale" else (
+            type(f.default[0] if many else f.default))
+        parser.add_argument("--" + f.name.replace("_", "-"), default=f.default, type=kind,
+                            nargs="+" if many else None, choices=CHOICES.get(f.name),
+                            help=HELP[f.name])
+    if parser.parse_known_args(argv)[0].paper:
+        parser.set_defaults(**PAPER)
+    args = vars(parser.parse_args(argv))
+    del args["paper"]
+    return Config(**{k: tuple(v) if isinstance(v, list) else v for k, v in args.items()})
 
 
 @torch.no_grad()
@@ -124,15 +147,15 @@ def main(config: Config) -> list:
     test = load_dataset(config.dataset, "test").images
     shape = tuple(train_set[0].shape)
     finals = []
-    for kind in config.kinds:
+    for kind in config.objectives:
         torch.manual_seed(config.seed)
         model = VAE(shape, latent_dim=config.latent_dim, hidden=config.hidden,
                     guide_kwargs=dict(max_log_scale=config.max_log_scale),
                     likelihood="pixelcnn", likelihood_kwargs=dict(
                         hidden_channels=config.pixel_channels, num_blocks=config.pixel_blocks,
                         context_channels=config.context_channels)).to(config.device)
-        x_mi = model.preprocess(test[: config.mi_points].to(config.device))
-        history = train(kind, model, train_set, x_mi, x_mi[: config.eval_points], config)
+        x_mi = model.preprocess(test[: config.mi_images].to(config.device))
+        history = train(kind, model, train_set, x_mi, x_mi[: config.eval_images], config)
         started = time.time()
         torch.manual_seed(config.seed)
         ancestral = model.generate(config.samples)
@@ -147,8 +170,8 @@ def main(config: Config) -> list:
                       row_labels=[first, *steps])
         plot_training_curve(os.path.join(out, "metrics.csv"), title=kind)
         finals.append(dict(history[-1], sampling_minutes=(time.time() - started) / 60))
-    print(f"\nI(x;z) is bounded by log M = {math.log(config.mi_points):.3f} nats "
-          f"(M = {config.mi_points}); NLL is -E_q log p(x|z) per pixel, nats")
+    print(f"\nI(x;z) is bounded by log M = {math.log(config.mi_images):.3f} nats "
+          f"(M = {config.mi_images}); NLL is -E_q log p(x|z) per pixel, nats")
     print("| objective | SVI steps | I(x;z) | KL(q(z|x)||p(z)) | NLL/pixel | train min | "
           "sampling min |\n|---|---|---|---|---|---|---|")
     for f in finals:

@@ -8,9 +8,10 @@ and the reconstruction term -E_q log p(x|z) (not an NLL), in nats per image.
     python examples/posterior_flows.py                       # minutes on CPU: k=2, 2 epochs
     python examples/posterior_flows.py --paper --device cuda  # the report's table (hours)
 
-``--paper`` sets the report's sizes (k = 2, 5, 10; 100 epochs; IWAE K=5000 on every test
-image); flags given next to it still win. Each model writes ``samples.png`` and
-``training_curve.png`` into ``--out/<model>``.
+The defaults finish in minutes on a CPU; ``--paper`` sets the report's sizes (k = 2, 5, 10;
+100 epochs; IWAE K=5000 on every test image), and flags given next to it still win. Each model
+writes ``samples.png``, ``reconstructions.png`` and ``training_curve.png`` into
+``--out/<model>``.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ from flowvae.transforms.conditioners import parameter_count
 class Config:
     binarize: str = "fixed"
     steps: Tuple[int, ...] = (2,)
-    kinds: Tuple[str, ...] = ("normal", "realnvp", "planar")
+    models: Tuple[str, ...] = ("normal", "realnvp", "planar")
     epochs: int = 2
     batch_size: int = 100
     lr: float = 1e-3
@@ -53,30 +54,38 @@ class Config:
 PAPER = dict(steps=(2, 5, 10), epochs=100, iwae=5000, eval_images=0)
 """The report's sizes, which ``--paper`` selects."""
 
-HELP = {"steps": "k: RealNVP steps (2 couplings each); planar gets 2k steps",
-        "kinds": "posteriors to train", "iwae": "importance samples K of the test NLL",
+HELP = {"binarize": "fixed: Larochelle's binarized MNIST; dynamic: MNIST binarized afresh",
+        "steps": "k (several allowed): RealNVP steps of 2 couplings each; planar gets 2k maps",
+        "models": "posteriors to train: diagonal normal, amortised RealNVP, planar",
+        "epochs": "training epochs per model", "batch_size": "images per SVI step",
+        "lr": "Adam learning rate", "latent_dim": "size of z",
+        "hidden": "width of the MLP encoder and decoder",
+        "context_features": "encoder features each RealNVP coupling is conditioned on",
+        "flow_hidden": "width of the RealNVP coupling MLPs",
+        "iwae": "importance samples K of the test NLL",
         "eval_images": "test images evaluated (0: all 10,000)",
         "max_steps_per_epoch": "stop each epoch after this many steps (0: the whole set)",
-        "binarize": "fixed: Larochelle's binarized MNIST; dynamic: MNIST binarized afresh",
+        "device": "torch device, e.g. cuda", "seed": "seed of weights, data order and draws",
         "out": "folder for checkpoints, metrics, grids and curves"}
+CHOICES = {"binarize": ("fixed", "dynamic"), "models": Config.models}
 
 
 def parse_args(argv=None) -> Config:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0],
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("--paper", action="store_true",
-                        help=f"the report's sizes: {PAPER} (explicit flags still win)")
+                        help=f"the report's sizes, {PAPER}; flags given with it still win")
     for f in fields(Config):
         many = isinstance(f.default, tuple)
-        kind = type(f.default[0] if many else f.default)
-        text = f"{HELP.get(f.name, '')} (default: {f.default})".lstrip()
-        parser.add_argument("--" + f.name.replace("_", "-"), type=kind, default=None,
-                            nargs="+" if many else None, help=text,
-                            choices=("fixed", "dynamic") if f.name == "binarize" else
-                            Config.kinds if f.name == "kinds" else None)
+        parser.add_argument("--" + f.name.replace("_", "-"), default=f.default,
+                            type=type(f.default[0] if many else f.default),
+                            nargs="+" if many else None, choices=CHOICES.get(f.name),
+                            help=HELP[f.name])
+    if parser.parse_known_args(argv)[0].paper:
+        parser.set_defaults(**PAPER)
     args = vars(parser.parse_args(argv))
-    given = {k: tuple(v) if isinstance(v, list) else v for k, v in args.items()
-             if v is not None and k != "paper"}
-    return Config(**{**(PAPER if args["paper"] else {}), **given})
+    del args["paper"]
+    return Config(**{k: tuple(v) if isinstance(v, list) else v for k, v in args.items()})
 
 
 def load(config: Config):
@@ -112,9 +121,9 @@ def main(config: Config) -> list:
     train, test = load(config)
     print(f"posterior flows on {config.binarize}-binarized MNIST: {len(train)} train, "
           f"{len(test)} test images; device {config.device}; {asdict(config)}")
-    runs = [("normal", 0)] if "normal" in config.kinds else []
+    runs = [("normal", 0)] if "normal" in config.models else []
     runs += [(kind, k) for k in config.steps for kind in ("realnvp", "planar")
-             if kind in config.kinds]
+             if kind in config.models]
     rows = []
     for kind, k in runs:
         name = kind if kind == "normal" else f"{kind}-k{k}"
@@ -139,6 +148,10 @@ def main(config: Config) -> list:
         print(rows[-1], flush=True)
         out = os.path.join(config.out, name)
         save_grid(model.generate(64), os.path.join(out, "samples.png"), title=f"{name}: samples")
+        x = model.preprocess(test[:16].to(config.device))
+        save_grid(torch.cat([model.to_image(x), model.reconstruct(x)]),
+                  os.path.join(out, "reconstructions.png"), 16,
+                  row_labels=["input", "reconstruction"], title=f"{name}: reconstructions")
         plot_training_curve(os.path.join(out, "metrics.csv"), title=name)
 
     print(f"\n| posterior | flow steps | parameters | train min | test -ELBO | test NLL (IWAE, "

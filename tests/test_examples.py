@@ -49,15 +49,15 @@ def test_ruff_passes():
 
 def test_vapnev_comparison_example_runs_all_four_models(tmp_path, load_example):
     example = load_example("vapnev_compare")
-    rows = example.main(example.Config(epochs=1, train_size=64, test_size=8, flow_channels=4,
+    rows = example.main(example.Config(epochs=1, train_size=64, eval_images=8, flow_channels=4,
                                        latent_dim=2, iwae=2, out=str(tmp_path)))
     assert [r["model"][:3] for r in rows] == ["(a)", "(b)", "(c)", "(d)"]
     assert all(r["test_bpd_iwae"] > 0 for r in rows)
     assert (tmp_path / "results.json").exists()
     for letter, name in itertools.product("abcd", ("samples.png", "training_curve.png")):
         assert Image.open(tmp_path / letter / name).width >= 400, (letter, name)
-    only = example.main(example.Config(epochs=1, train_size=64, test_size=8, flow_channels=4,
-                                       latent_dim=2, iwae=2, models="c", out=str(tmp_path)))
+    only = example.main(example.Config(epochs=1, train_size=64, eval_images=8, flow_channels=4,
+                                       latent_dim=2, iwae=2, models=("c",), out=str(tmp_path)))
     assert [r["model"] for r in only] == [rows[2]["model"]]
     assert only[0]["test_bpd_iwae"] == rows[2]["test_bpd_iwae"]  # seeded: the same run
 
@@ -66,9 +66,9 @@ def test_srvae_example_compares_three_models_and_writes_grids(tmp_path, monkeypa
                                                              load_example):
     monkeypatch.setenv("FLOWVAE_DATA", data_root)
     example = load_example("srvae")
-    config = example.Config(epochs=1, max_steps_per_epoch=1, train_size=32, test_size=20,
+    config = example.Config(epochs=1, max_steps_per_epoch=1, train_size=32, eval_images=20,
                             hidden=4, growth=4, num_layers=1, num_mixtures=2, flow_channels=4,
-                            latent_shape="2,8,8", iwae=2, iwae_images=4, out=str(tmp_path))
+                            latent_shape=(2, 8, 8), iwae=2, iwae_images=4, out=str(tmp_path))
     results = example.main(config)
     assert set(results) == {"normal", "flow", "srvae"}
     assert all(row["iwae_bpd"] > 0 for row in results.values())
@@ -76,3 +76,32 @@ def test_srvae_example_compares_three_models_and_writes_grids(tmp_path, monkeypa
     for name in ("srvae_generations_y", "srvae_generations_x", "srvae_super_resolution",
                  "flow_generations", "normal_reconstructions"):
         assert (tmp_path / f"{name}.png").stat().st_size > 0, name
+
+
+SHARED_CONVENTIONS = ["information_preference", "posterior_flows", "rho_vae", "sequential_vae",
+                      "srvae", "vapnev_compare"]
+
+
+@pytest.mark.parametrize("name", SHARED_CONVENTIONS)
+def test_example_flags_have_help_with_defaults_and_paper_sizes_one_flag_away(
+        name, load_example, monkeypatch, capsys):
+    example = load_example(name)
+    assert example.parse_args([]) == example.Config()  # the defaults are the Config's
+    paper = example.parse_args(["--paper"])
+    assert paper != example.Config() and {k: getattr(paper, k) for k in example.PAPER} == {
+        k: tuple(v) if isinstance(v, list) else v for k, v in example.PAPER.items()}
+    key = next(k for k, v in example.PAPER.items() if isinstance(v, int))
+    given = example.parse_args(["--paper", "--" + key.replace("_", "-"), "1"])
+    assert getattr(given, key) == 1  # flags given next to --paper win
+    monkeypatch.setenv("COLUMNS", "200")
+    with pytest.raises(SystemExit):
+        example.parse_args(["--help"])
+    parser_help = capsys.readouterr().out
+    options = [line.split()[0] for line in parser_help.splitlines()
+               if line.startswith("  --") and not line.startswith("  --help")]
+    assert len(options) > 5
+    for line in parser_help.split("\n  --")[1:]:
+        assert "(default:" in line, line  # ArgumentDefaultsHelpFormatter, a help text each
+    for old in ("--test-size", "--test-images", "--kinds", "--variants", "--eval-points",
+                "--mi-points"):
+        assert old not in parser_help, old

@@ -201,7 +201,7 @@ def test_example_runs_every_pair(tmp_path, capsys, monkeypatch, data_root, load_
     example = load_example("rho_vae")
 
     config = example.Config(datasets=("mnist",), seeds=(0,), epochs=1, train_size=50,
-                            test_size=10, batch_size=50, hidden=16, iwae=2, out=str(tmp_path))
+                            eval_images=10, batch_size=50, hidden=16, iwae=2, out=str(tmp_path))
     runs = example.main(config)
     assert len(runs) == 8
     assert all(math.isfinite(r["curve"][-1]["iwae_nll"]) for r in runs.values())

@@ -269,7 +269,7 @@ def test_sequential_vae_checkpoint_round_trip(tmp_path):
 def test_sequential_vae_example_runs(tmp_path, capsys, load_example):
     example = load_example("sequential_vae")
     rows = example.main(example.Config(datasets=("digits",), steps=2, latent_dim=2, hidden=16,
-                                       epochs=1, max_steps_per_epoch=2, test_images=20,
+                                       epochs=1, max_steps_per_epoch=2, eval_images=20,
                                        out=str(tmp_path)))
     assert [r[3] for r in rows] == [1, 2, 1]  # steps of the sequential model, then the baseline
     assert "posterior variance" in capsys.readouterr().out
@@ -282,7 +282,7 @@ def test_information_preference_example_runs(tmp_path, capsys, load_example):
     example = load_example("information_preference")
     finals = example.main(example.Config(
         dataset="digits", rounds=2, steps_per_round=1, latent_dim=2, hidden=8,
-        pixel_channels=2, pixel_blocks=1, context_channels=1, mi_points=20, eval_points=10,
+        pixel_channels=2, pixel_blocks=1, context_channels=1, mi_images=20, eval_images=10,
         samples=2, gibbs_steps=1, out=str(tmp_path)))
     assert [f["kind"] for f in finals] == ["elbo", "unregularized"]
     assert all(f["mi"] <= math.log(20) + 1e-6 for f in finals)
