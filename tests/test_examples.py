@@ -1,8 +1,11 @@
 """Every example runs end to end (tiny budgets), and the codebase passes ruff."""
 
+import glob
 import importlib.util
 import itertools
 import os
+import re
+import shlex
 import shutil
 import subprocess
 import sys
@@ -105,3 +108,30 @@ def test_example_flags_have_help_with_defaults_and_paper_sizes_one_flag_away(
     for old in ("--test-size", "--test-images", "--kinds", "--variants", "--eval-points",
                 "--mi-points"):
         assert old not in parser_help, old
+
+
+def documented_example_commands():
+    """(page, example, argv) of every ``python examples/<name>.py ...`` on the docs pages and
+    the README (but the VAPNEV page), for the examples above."""
+    pages = [os.path.join(ROOT, "README.md"), *glob.glob(os.path.join(ROOT, "docs", "**", "*.md"),
+                                                         recursive=True)]
+    for page in pages:
+        if os.path.basename(page) == "vapnev.md":
+            continue
+        text = open(page).read().replace("\\\n", " ").replace("$ds", "mnist")
+        for match in re.finditer(r"python (?:examples/)?(\w+)\.py([^\n`&>|;#]*)", text):
+            if match.group(1) in SHARED_CONVENTIONS:
+                yield os.path.relpath(page, ROOT), match.group(1), shlex.split(match.group(2))
+
+
+def test_documented_example_commands_use_existing_flags(load_example, capsys):
+    commands = list(documented_example_commands())
+    assert {name for _, name, _ in commands} >= {"srvae", "posterior_flows", "rho_vae",
+                                                  "sequential_vae", "information_preference"}
+    for page, name, argv in commands:
+        try:
+            load_example(name).parse_args(argv)
+        except SystemExit as exit:  # --help exits with 0, an unknown flag with 2
+            if exit.code:
+                pytest.fail(f"{page}: python examples/{name}.py {shlex.join(argv)}\n"
+                            f"{capsys.readouterr().err}")
