@@ -3,7 +3,8 @@
 Trains the same VAE (MLP encoder, conditional gated PixelCNN likelihood) twice on binarized
 MNIST, with R = KL (the ELBO) and with R = 0 (unregularized), through
 ``fit(..., elbo=GeneralizedELBO(kind))``, in rounds of ``--steps-per-round`` SVI steps. After each
-round it prints the estimate of I(x; z) on ``--mi-images`` test images (bounded by log M),
+round it prints the estimate of I(x; z) on ``--mi-images`` test images spread over the
+classes (bounded by log M),
 KL(q(z|x) || p(z)) and the per-pixel NLL -E_q log p(x|z) / D. It then writes, for both models,
 ancestral samples z ~ p(z), x ~ p(x|z), and the states of the Gibbs chain z ~ q(z|x),
 x ~ p(x|z) started from those samples and from test images. A rerun resumes from the
@@ -106,6 +107,12 @@ def parse_args(argv=None) -> Config:
     return Config(**{k: tuple(v) if isinstance(v, list) else v for k, v in args.items()})
 
 
+def spread(images, n: int):
+    """``n`` images evenly spaced over ``images``: binarized MNIST's test split is sorted by
+    class, so its first 1,000 images are zeros and ones."""
+    return images if n >= len(images) else images[:: len(images) // n][:n]
+
+
 @torch.no_grad()
 def measure(model, x_mi, x_eval) -> dict:
     """I(x; z) on ``x_mi``; KL and the per-pixel reconstruction NLL on ``x_eval`` (nats)."""
@@ -154,8 +161,8 @@ def main(config: Config) -> list:
                     likelihood="pixelcnn", likelihood_kwargs=dict(
                         hidden_channels=config.pixel_channels, num_blocks=config.pixel_blocks,
                         context_channels=config.context_channels)).to(config.device)
-        x_mi = model.preprocess(test[: config.mi_images].to(config.device))
-        history = train(kind, model, train_set, x_mi, x_mi[: config.eval_images], config)
+        x_mi = model.preprocess(spread(test, config.mi_images).to(config.device))
+        history = train(kind, model, train_set, x_mi, spread(x_mi, config.eval_images), config)
         started = time.time()
         torch.manual_seed(config.seed)
         ancestral = model.generate(config.samples)
@@ -163,8 +170,9 @@ def main(config: Config) -> list:
         save_grid(ancestral, os.path.join(out, "ancestral.png"), config.samples,
                   title=f"{kind}: ancestral samples")
         steps = [f"Gibbs step {t}" for t in range(1, config.gibbs_steps + 1)]
+        data = spread(x_mi, config.samples)
         for start, name, first in ((ancestral, "gibbs_chain.png", "ancestral"),
-                                   (x_mi[-config.samples:], "gibbs_from_data.png", "test image")):
+                                   (data, "gibbs_from_data.png", "test image")):
             chain = gibbs_chain(model, start, config.gibbs_steps)
             save_grid(torch.cat([start, *chain]), os.path.join(out, name), config.samples,
                       row_labels=[first, *steps])

@@ -88,6 +88,12 @@ def parse_args(argv=None) -> Config:
     return Config(**{k: tuple(v) if isinstance(v, list) else v for k, v in args.items()})
 
 
+def spread(images, n: int):
+    """``n`` images evenly spaced over ``images`` (all for 0): the fixed test split is sorted by
+    class, so its first 1,000 images are zeros and ones."""
+    return images if not n or n >= len(images) else images[:: len(images) // n][:n]
+
+
 def load(config: Config):
     """Train images (uint8; grey ones are binarized afresh every batch) and fixed test images."""
     if config.binarize == "fixed":
@@ -98,7 +104,7 @@ def load(config: Config):
         grey = load_dataset("mnist", "test").images
         rng = torch.Generator().manual_seed(config.seed)
         test = torch.bernoulli(grey / 255.0, generator=rng).to(torch.uint8)
-    return train, test[: config.eval_images or None]
+    return train, spread(test, config.eval_images)
 
 
 @torch.no_grad()
@@ -148,7 +154,7 @@ def main(config: Config) -> list:
         print(rows[-1], flush=True)
         out = os.path.join(config.out, name)
         save_grid(model.generate(64), os.path.join(out, "samples.png"), title=f"{name}: samples")
-        x = model.preprocess(test[:16].to(config.device))
+        x = model.preprocess(spread(test, 16).to(config.device))
         save_grid(torch.cat([model.to_image(x), model.reconstruct(x)]),
                   os.path.join(out, "reconstructions.png"), 16,
                   row_labels=["input", "reconstruction"], title=f"{name}: reconstructions")
