@@ -155,9 +155,10 @@ def summarize(config: Config) -> None:
         return {k.rsplit("/", 1)[1]: r["curve"][-1][key] for k, r in results.items()
                 if k.startswith(f"{cell}/{guide}/")}
 
-    def fmt(values):
-        spread = statistics.stdev(values) if len(values) > 1 else float("nan")
-        return f"{statistics.mean(values):.2f} ± {spread:.2f}"
+    def fmt(values):  # one seed: no spread to show
+        if len(values) == 1:
+            return f"{values[0]:.2f}"
+        return f"{statistics.mean(values):.2f} ± {statistics.stdev(values):.2f}"
 
     print("\nfinal test NLL (nats), mean ± std over seeds; diff = AR(1) - diagonal, paired\n"
           "| dataset/variant | metric | diagonal | AR(1) | diff | seeds |\n|" + "---|" * 6)
@@ -178,11 +179,12 @@ def summarize(config: Config) -> None:
             for n, curve in enumerate(curves):  # one line per seed, one legend entry per guide
                 axes[i][j].plot([x["epoch"] for x in curve], [x["nelbo"] for x in curve],
                                 color=color, lw=1, label=None if n else LABELS[guide])
-        axes[i][j].set_title(f"{dataset} {variant}", fontsize=8)
+        axes[i][j].set_title(f"{dataset} {variant}", fontsize=9)
+        axes[i][j].set_xlabel("epoch", fontsize=8)
     axes[0][0].set_ylabel("test -ELBO (nats)")
     axes[0][0].legend(fontsize=7)
     fig.tight_layout()
-    fig.savefig(os.path.join(config.out, "test_loss.png"), dpi=80)
+    fig.savefig(os.path.join(config.out, "test_loss.png"), dpi=100)
 
 
 def main(config: Config) -> dict:
