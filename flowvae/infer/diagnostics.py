@@ -89,7 +89,7 @@ def _mutual_information(fn, value: Tensor) -> Optional[Tensor]:
         return None
     try:
         cross = fn.log_prob(value.unsqueeze(1))  # [i, j] = log q(z_i | x_j)
-    except (RuntimeError, ValueError, NotImplementedError):
+    except Exception:  # e.g. a flow posterior that scores only its own draws
         return None
     if cross.shape != (batch, batch):
         return None
@@ -126,6 +126,10 @@ def latent_diagnostics(model: Callable, guide: Callable, x: Tensor, *args,
     guide_trace = poutine.trace(guide).get_trace(x, *args, **kwargs)
     model_trace = poutine.trace(poutine.replay(model, trace=guide_trace)).get_trace(
         x, *args, **kwargs)
+    # the traces' own log-densities, without site scales (a planar guide, whose flow has no
+    # inverse, can score only the draw it made, and only once)
+    guide_trace.compute_log_prob()
+    model_trace.compute_log_prob()
     distortion = x.new_zeros(batch)
     rate: Dict[str, Tensor] = {}
     means: Dict[str, Tensor] = {}
@@ -134,7 +138,7 @@ def latent_diagnostics(model: Callable, guide: Callable, x: Tensor, *args,
         if site["type"] != "sample" or site_is_subsample(site) or _is_factor(site):
             continue
         if site["is_observed"]:  # log-densities without the site's scale: the true bound
-            distortion = distortion - _per_image(site["fn"].log_prob(site["value"]), batch)
+            distortion = distortion - _per_image(site["unscaled_log_prob"], batch)
             continue
         if name not in guide_trace.nodes:  # sampled from the prior inside the model
             continue
@@ -146,7 +150,7 @@ def latent_diagnostics(model: Callable, guide: Callable, x: Tensor, *args,
             except NotImplementedError:
                 kl = None
         if kl is None:
-            kl = q.log_prob(z) - p.log_prob(z)
+            kl = guide_trace.nodes[name]["unscaled_log_prob"] - site["unscaled_log_prob"]
         rate[name] = _per_image(kl, batch)
         if z.shape[:1] == (batch,):
             means[name] = _posterior_mean(q, z, mean_samples).reshape(batch, -1)

@@ -370,8 +370,8 @@ class GeneralizedELBO(Trace_ELBO):
                     f"{guide_site['name']!r} ({type(q).__name__} vs {type(p).__name__})") from err
             kl = kl.expand(z.shape) * scale.reshape(*batch_shape, *(1,) * q.event_dim)
             kl = kl.reshape(-1, *z.shape[len(batch_shape):]).sum(0)
-        else:
-            kl = q.log_prob(z) - p.log_prob(z)
+        else:  # the traces' own log-densities (a planar guide can score only its own draw)
+            kl = guide_site["unscaled_log_prob"] - model_site["unscaled_log_prob"]
             if self.analytic_kl:
                 try:
                     kl = kl_divergence(q, p).expand(batch_shape)
