@@ -10,8 +10,9 @@ reconstructions a classifier gives their original's label. Writes results.json, 
 table and rate_distortion.png (rate against distortion, one point per setting).
 
     python examples/vapnev_latent.py                          # digits, CPU
-    python examples/vapnev_latent.py --dataset mnist --train-size 6000 --epochs 3 \\
-        --flow-channels 16 --settings elbo,free-bits-1,no-z,logistic --iwae 100
+    python examples/vapnev_latent.py --dataset mnist --train-size 6000 --epochs 2 \\
+        --flow-channels 16 --test-size 500 --settings elbo,free-bits-1,no-z,logistic \\
+        --iwae 100 --iwae-images 200
 
 A setting already in --out's results.json is not trained again (delete it to redo one).
 """
@@ -62,6 +63,7 @@ class Config:
     hidden: int = 16
     flow_channels: int = 32
     iwae: int = 0
+    iwae_images: int = 500
     device: str = "cpu"
     out: str = "runs/vapnev-latent"
     seed: int = 0
@@ -112,7 +114,7 @@ def run(name: str, c: Config, train, test) -> dict:
         recon = model.reconstruct(x, **kwargs).cpu()
         row.update(label_agreement(recon, test.labels, train.images, train.labels))
     if c.iwae:
-        x = model.preprocess(test.images[:500].to(c.device))
+        x = model.preprocess(test.images[: c.iwae_images].to(c.device))
         log_px = torch.cat([iwae_log_likelihood(model.model, model.guide, chunk,
                                                 num_samples=c.iwae, chunk_size=50)
                             for chunk in x.split(100)])
@@ -182,7 +184,8 @@ def main(c: Config) -> list:
                       f, indent=1)
     print(f"\n{c.dataset}, {len(train.images)} training images, {c.epochs} epochs, "
           f"{len(test.images)} test images")
-    iwae = f" | bits/dim (IWAE K={c.iwae}, 500 images)" if c.iwae else ""
+    iwae = (f" | bits/dim (IWAE K={c.iwae}, {min(c.iwae_images, len(test.images))} images)"
+            if c.iwae else "")
     print(f"| setting | parameters | rate (nats) | distortion (nats, 8-bit) | active units | "
           f"labels kept | bits/dim (ELBO){iwae} |")
     print("|---|---|---|---|---|---|---|" + ("---|" if c.iwae else ""))
@@ -200,7 +203,8 @@ def main(c: Config) -> list:
 
 HELP = {"settings": f"comma-separated, from: {', '.join(SETTINGS)}",
         "train_size": "training images used (0: all)", "test_size": "test images evaluated",
-        "iwae": "importance samples K for IWAE bits/dim on 500 test images (0: skip)",
+        "iwae": "importance samples K for IWAE bits/dim (0: skip)",
+        "iwae_images": "test images of the IWAE bound",
         "out": "folder for results.json, rate_distortion.png and each setting's run"}
 
 
