@@ -175,7 +175,7 @@ def main(config: Config) -> list:
                                    (data, "gibbs_from_data.png", "test image")):
             chain = gibbs_chain(model, start, config.gibbs_steps)
             save_grid(torch.cat([start, *chain]), os.path.join(out, name), config.samples,
-                      row_labels=[first, *steps])
+                      row_labels=[first, *steps], title=f"{kind}: Gibbs chain from {first}s")
         plot_training_curve(os.path.join(out, "metrics.csv"), title=kind)
         finals.append(dict(history[-1], sampling_minutes=(time.time() - started) / 60))
     print(f"\nI(x;z) is bounded by log M = {math.log(config.mi_images):.3f} nats "
