@@ -42,8 +42,8 @@ from pyro.infer import SVI
 from pyro.optim import Adam
 from torch.distributions import kl_divergence
 
-from flowvae.models.components import AR1Guide, DiagonalNormalGuide
 from flowvae.models.rho_vae import GUIDES, rho_vae
+from flowvae.parts import AR1Guide, DiagonalNormalGuide
 
 LABELS = {"normal": "diagonal", "ar1": "AR(1)"}
 

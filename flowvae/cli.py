@@ -14,47 +14,41 @@ a file that is not a checkpoint) end with exit status 2 and a message on stderr,
 from __future__ import annotations
 
 import argparse
-import inspect
 import json
 import os
 import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
-import pyro
-import torch
-
 import flowvae
-from flowvae.data import DATASETS, ENV_VAR, DatasetNotFoundError, load_dataset
-from flowvae.infer import bits_per_dim, elbo_per_datapoint, iwae_log_likelihood, save_grid
-from flowvae.models import VAE, VAPNEV
-from flowvae.models.components import DEQUANTIZATIONS, GUIDES, LIKELIHOODS, PRIORS
-from flowvae.models.vae import NETWORKS
-from flowvae.train import (
-    CHECKPOINT,
-    ELBOS,
-    OPTIMIZERS,
-    PRECISIONS,
-    TrainingDiverged,
-    as_images,
-    fit,
-    load_model,
-    setup_distributed,
+from flowvae.choices import (
+    CHECKERBOARDS,
+    DATA_ENV_VAR,
+    DATASET_NAMES,
+    DEQUANTIZATIONS,
+    FLOW_DEFAULTS,
+    GUIDE_NAMES,
+    MODEL_DEFAULTS,
+    MODEL_NAMES,
+    NETWORKS,
+    PRIOR_NAMES,
+    likelihood_names,
 )
-from flowvae.transforms import ConditionalRealNVP
-from flowvae.transforms.coupling import CHECKERBOARDS
+from flowvae.train.config import CHECKPOINT, ELBO_NAMES, OPTIMIZER_NAMES, PRECISIONS, FitConfig
+
+# torch, Pyro and the models are imported inside the commands: `flowvae --help` needs none
 
 PROG = "flowvae"
 RUN_FILE = "run.json"
 """Written by ``train`` beside the checkpoint: the dataset and padding the model was fit on."""
 
-MODEL_NAMES = ("vae", "vapnev")
-"""The models ``train`` builds (:func:`build_model` knows their arguments)."""
-
 _FLOW_FLAGS = {"flow_channels": "hidden_channels", "num_blocks": "num_blocks",
                "checkerboard": "checkerboard"}
 """CLI flag -> :class:`ConditionalRealNVP` argument, for the flow likelihood."""
+
+
+_FIT = FitConfig()  # the defaults the CLI shares with flowvae.train.fit
 
 
 class CommandError(Exception):
@@ -73,9 +67,9 @@ class TrainConfig:
 
     model: str = "vae"
     dataset: str = "digits"
-    epochs: int = 10
-    batch_size: int = 64
-    lr: float = 1e-3
+    epochs: int = _FIT.epochs
+    batch_size: int = _FIT.batch_size
+    lr: float = _FIT.lr
     latent_dim: Optional[int] = None
     hidden: Optional[int] = None
     likelihood: Optional[str] = None
@@ -86,27 +80,40 @@ class TrainConfig:
     num_blocks: Optional[int] = None
     checkerboard: Optional[str] = None
     dequantization: Optional[str] = None
-    optimizer: str = "adam"
+    optimizer: str = _FIT.optimizer
     clip_norm: Optional[float] = None
-    lr_decay: float = 1.0
-    elbo: str = "trace"
-    particles: int = 1
-    compile: bool = False
-    precision: str = "float32"
+    lr_decay: float = _FIT.lr_decay
+    elbo: str = _FIT.elbo
+    particles: int = _FIT.num_particles
+    compile: bool = _FIT.compile
+    precision: str = _FIT.precision
     time_limit: Optional[float] = None
     max_steps_per_epoch: Optional[int] = None
     out: Optional[str] = None
-    resume: bool = False
+    resume: bool = _FIT.resume
     device: Optional[str] = None
     data_dir: Optional[str] = None
     download: bool = True
-    seed: int = 0
+    seed: int = _FIT.seed
     progress: Optional[bool] = None
     pad_to: Optional[int] = None
 
     @property
     def run_dir(self) -> str:
         return self.out or os.path.join("runs", f"{self.model}-{self.dataset}")
+
+    def fit_config(self, device) -> FitConfig:
+        """The :class:`~flowvae.train.FitConfig` of these flags: the fields of the same name,
+        ``--particles``, ``--time-limit`` (minutes to seconds), the run folder, ``device``."""
+        same = {f.name: getattr(self, f.name) for f in fields(FitConfig)
+                if f.name in _SHARED_WITH_FIT}
+        minutes = self.time_limit
+        return FitConfig(**same, num_particles=self.particles, device=device,
+                         out_dir=self.run_dir, time_limit=None if minutes is None else 60 * minutes)
+
+
+_SHARED_WITH_FIT = ("epochs", "batch_size", "lr", "optimizer", "clip_norm", "lr_decay", "elbo",
+                    "resume", "seed", "progress", "max_steps_per_epoch", "compile", "precision")
 
 
 @dataclass(frozen=True)
@@ -154,9 +161,9 @@ class SampleConfig:
 # ---------------------------------------------------------------------------- argument types
 def _dataset_name(value: str) -> str:
     key = value.strip().lower().replace("_", "-")
-    if key not in DATASETS:
+    if key not in DATASET_NAMES:
         raise argparse.ArgumentTypeError(
-            f"unknown dataset {value!r}; known datasets: {', '.join(DATASETS)}")
+            f"unknown dataset {value!r}; known datasets: {', '.join(DATASET_NAMES)}")
     return key
 
 
@@ -184,10 +191,6 @@ def _positive_float(value: str) -> float:
     return number
 
 
-def _default(cls, name: str) -> Any:
-    return inspect.signature(cls).parameters[name].default
-
-
 # ---------------------------------------------------------------------------- parser
 def build_parser() -> argparse.ArgumentParser:
     """The ``flowvae`` argument parser with its three subcommands."""
@@ -209,68 +212,81 @@ def _add_device_and_data(parser: argparse.ArgumentParser) -> None:
                         help="torch device: cpu, cuda, cuda:1, mps, ... "
                              "(default: cuda when available, else cpu)")
     parser.add_argument("--data-dir", default=None,
-                        help=f"dataset root folder (default: ${ENV_VAR} if set, else ./data)")
+                        help=f"dataset root folder (default: ${DATA_ENV_VAR} if set, else ./data)")
     parser.add_argument("--no-download", dest="download", action="store_false",
                         help="fail when the dataset files are missing instead of downloading them")
 
 
 def _add_train(commands) -> None:
-    vae_latent, vapnev_latent = _default(VAE, "latent_dim"), _default(VAPNEV, "latent_dim")
-    vae_hidden, vapnev_hidden = _default(VAE, "hidden"), _default(VAPNEV, "hidden")
     p = commands.add_parser(
         "train", help="train a model; writes checkpoint.pt, metrics.csv/.jsonl and run.json",
         description="Train a VAE or VAPNEV on a Pyro ELBO (flowvae.train.fit). Writes "
                     f"OUT/{CHECKPOINT} after every epoch, OUT/metrics.csv and OUT/metrics.jsonl, "
                     f"and OUT/{RUN_FILE} (the dataset and flags) for 'flowvae evaluate'.")
-    model = p.add_argument_group("model")
-    model.add_argument("--model", choices=MODEL_NAMES, default=TrainConfig.model,
-                       help="vae: the generic VAE; vapnev: a VAE whose p(x|z) is a conditional "
-                            "RealNVP (default: %(default)s)")
-    model.add_argument("--latent-dim", type=_int_at_least(1), default=None,
-                       help=f"size of the latent z (default: {vae_latent} for vae, "
-                            f"{vapnev_latent} for vapnev)")
-    model.add_argument("--hidden", type=_int_at_least(1), default=None,
-                       help=f"encoder/decoder width: MLP units or base conv channels (default: "
-                            f"{vae_hidden} for vae, {vapnev_hidden} for vapnev)")
-    model.add_argument("--likelihood", choices=tuple(LIKELIHOODS), default=None,
-                       help="vae only: p(x|z); bernoulli binarizes the pixels, flow is VAPNEV's "
-                            f"(default: {_default(VAE, 'likelihood')})")
-    model.add_argument("--network", choices=NETWORKS, default=None,
-                       help=f"vae only: encoder and decoder type (default: "
-                            f"{_default(VAE, 'network')}; vapnev is always conv)")
-    model.add_argument("--guide", choices=tuple(GUIDES), default=None,
-                       help="q(z|x): diagonal normal, AR(1) normal or RealNVP posterior "
-                            f"(default: {_default(VAE, 'guide')})")
-    model.add_argument("--prior", choices=tuple(PRIORS), default=None,
-                       help=f"p(z): standard normal or RealNVP prior "
-                            f"(default: {_default(VAE, 'prior')})")
-    model.add_argument("--flow-channels", type=_int_at_least(1), default=None,
-                       help="flow likelihood (vapnev, or vae --likelihood flow): conditioner "
-                            "width at the first scale (default: "
-                            f"{_default(ConditionalRealNVP, 'hidden_channels')})")
-    model.add_argument("--num-blocks", type=_int_at_least(1), default=None,
-                       help="flow likelihood: residual blocks per conditioner (default: "
-                            f"{_default(ConditionalRealNVP, 'num_blocks')})")
-    model.add_argument("--checkerboard", choices=CHECKERBOARDS, default=None,
-                       help="flow likelihood: masked runs the conditioner at full resolution "
-                            "(RealNVP paper), squeezed at half resolution (cheaper) (default: "
-                            f"{_default(ConditionalRealNVP, 'checkerboard')})")
-
-    model.add_argument("--dequantization", choices=DEQUANTIZATIONS, default=None,
-                       help="density likelihoods (vapnev, vae --likelihood flow or gaussian): "
-                            "uniform noise, or a learned q(u|x) that tightens the bound "
-                            "(default: uniform)")
-
+    _add_model_flags(p.add_argument_group("model"))
     data = p.add_argument_group("data")
     data.add_argument("--dataset", type=_dataset_name, default=TrainConfig.dataset,
-                      help=f"one of {', '.join(DATASETS)}; digits is bundled with scikit-learn "
-                           "(default: %(default)s)")
+                      help=f"one of {', '.join(DATASET_NAMES)}; digits is bundled with "
+                           "scikit-learn (default: %(default)s)")
     data.add_argument("--pad-to", type=_int_at_least(1), default=None,
                       help="zero-pad images to PAD_TO x PAD_TO, e.g. 32 for MNIST under a "
                            "multi-scale flow (default: no padding)")
     _add_device_and_data(data)
+    _add_optimization_flags(p.add_argument_group("optimization"))
+    run = p.add_argument_group("output")
+    run.add_argument("--out", default=None,
+                     help="folder for checkpoint, metrics and run.json "
+                          "(default: runs/MODEL-DATASET)")
+    run.add_argument("--resume", action="store_true",
+                     help=f"continue from OUT/{CHECKPOINT}: weights, optimizer, epoch and RNG "
+                          "state; the other flags must describe the same model")
+    run.add_argument("--no-progress", dest="progress", action="store_false", default=None,
+                     help="no progress bar and no per-epoch lines, only the final table "
+                          "(default: both when stderr is a terminal)")
+    p.set_defaults(handler=_train_command, config_class=TrainConfig)
 
-    optim = p.add_argument_group("optimization")
+
+def _add_model_flags(model) -> None:
+    vae, vapnev = MODEL_DEFAULTS["vae"], MODEL_DEFAULTS["vapnev"]
+    model.add_argument("--model", choices=MODEL_NAMES, default=TrainConfig.model,
+                       help="vae: the generic VAE; vapnev: a VAE whose p(x|z) is a conditional "
+                            "RealNVP (default: %(default)s)")
+    model.add_argument("--latent-dim", type=_int_at_least(1), default=None,
+                       help=f"size of the latent z (default: {vae['latent_dim']} for vae, "
+                            f"{vapnev['latent_dim']} for vapnev)")
+    model.add_argument("--hidden", type=_int_at_least(1), default=None,
+                       help=f"encoder/decoder width: MLP units or base conv channels (default: "
+                            f"{vae['hidden']} for vae, {vapnev['hidden']} for vapnev)")
+    model.add_argument("--likelihood", choices=likelihood_names(), default=None,
+                       help="vae only: p(x|z), one of flowvae.parts.LIKELIHOODS; bernoulli "
+                            "binarizes the pixels, flow is VAPNEV's, categorical a 256-way "
+                            f"softmax per pixel (default: {vae['likelihood']})")
+    model.add_argument("--network", choices=NETWORKS, default=None,
+                       help=f"vae only: encoder and decoder type (default: {vae['network']}; "
+                            "vapnev is always conv)")
+    model.add_argument("--guide", choices=GUIDE_NAMES, default=None,
+                       help="q(z|x): diagonal normal, AR(1) normal, RealNVP, delta or planar "
+                            f"posterior (default: {vae['guide']})")
+    model.add_argument("--prior", choices=PRIOR_NAMES, default=None,
+                       help=f"p(z): standard normal or RealNVP prior (default: {vae['prior']})")
+    model.add_argument("--flow-channels", type=_int_at_least(1), default=None,
+                       help="a likelihood with a flow (vapnev, or vae --likelihood flow): "
+                            "conditioner width at the first scale (default: "
+                            f"{FLOW_DEFAULTS['hidden_channels']})")
+    model.add_argument("--num-blocks", type=_int_at_least(1), default=None,
+                       help="a likelihood with a flow: residual blocks per conditioner "
+                            f"(default: {FLOW_DEFAULTS['num_blocks']})")
+    model.add_argument("--checkerboard", choices=CHECKERBOARDS, default=None,
+                       help="a likelihood with a flow: masked runs the conditioner at full "
+                            "resolution (RealNVP paper), squeezed at half resolution (cheaper) "
+                            f"(default: {FLOW_DEFAULTS['checkerboard']})")
+    model.add_argument("--dequantization", choices=DEQUANTIZATIONS, default=None,
+                       help="a density likelihood (vapnev, or vae --likelihood flow or "
+                            "gaussian): uniform noise, or a learned q(u|x) that tightens the "
+                            f"bound (default: {vapnev['dequantization']})")
+
+
+def _add_optimization_flags(optim) -> None:
     optim.add_argument("--epochs", type=_int_at_least(1), default=TrainConfig.epochs,
                        help="total epochs, counting those done before --resume "
                             "(default: %(default)s)")
@@ -278,7 +294,7 @@ def _add_train(commands) -> None:
                        help="images per optimizer step (default: %(default)s)")
     optim.add_argument("--lr", type=_positive_float, default=TrainConfig.lr,
                        help="learning rate (default: %(default)s)")
-    optim.add_argument("--optimizer", choices=tuple(OPTIMIZERS), default=TrainConfig.optimizer,
+    optim.add_argument("--optimizer", choices=OPTIMIZER_NAMES, default=TrainConfig.optimizer,
                        help="optimizer (default: %(default)s)")
     optim.add_argument("--clip-norm", type=_positive_float, default=None,
                        help="clip the gradients' global norm to this value "
@@ -286,7 +302,7 @@ def _add_train(commands) -> None:
     optim.add_argument("--lr-decay", type=_positive_float, default=TrainConfig.lr_decay,
                        help="multiply the learning rate by this after every epoch "
                             "(default: %(default)s, constant)")
-    optim.add_argument("--elbo", choices=tuple(ELBOS), default=TrainConfig.elbo,
+    optim.add_argument("--elbo", choices=ELBO_NAMES, default=TrainConfig.elbo,
                        help="trace: Monte-Carlo ELBO; meanfield: analytic KL where one exists; "
                             "jit: Trace_ELBO compiled by torch.jit (default: %(default)s)")
     optim.add_argument("--particles", type=_int_at_least(1), default=TrainConfig.particles,
@@ -306,25 +322,16 @@ def _add_train(commands) -> None:
                        help="seed of the initialization, shuffling and sampling "
                             "(default: %(default)s)")
 
-    run = p.add_argument_group("output")
-    run.add_argument("--out", default=None,
-                     help="folder for checkpoint, metrics and run.json "
-                          "(default: runs/MODEL-DATASET)")
-    run.add_argument("--resume", action="store_true",
-                     help=f"continue from OUT/{CHECKPOINT}: weights, optimizer, epoch and RNG "
-                          "state; the other flags must describe the same model")
-    run.add_argument("--no-progress", dest="progress", action="store_false", default=None,
-                     help="no progress bar and no per-epoch lines, only the final table "
-                          "(default: both when stderr is a terminal)")
-    p.set_defaults(handler=_train_command, config_class=TrainConfig)
-
 
 def _add_evaluate(commands) -> None:
     p = commands.add_parser(
-        "evaluate", help="test -ELBO, bits/dim and the IWAE log-likelihood of a checkpoint",
+        "evaluate", help="test -ELBO, bits/dim, latent diagnostics and the IWAE bound of a "
+                         "checkpoint",
         description="Print the -ELBO (nats per image) and bits/dim of a trained model on a "
-                    "dataset split, and with --iwae K the importance-weighted log-likelihood "
-                    "(Burda et al., 2016), a tighter bound that grows towards log p(x) with K.")
+                    "dataset split, its rate, distortion, active units and mutual information "
+                    "(does z carry information? flowvae.infer.evaluate), and with --iwae K the "
+                    "importance-weighted log-likelihood (Burda et al., 2016), a tighter bound "
+                    "that grows towards log p(x) with K.")
     p.add_argument("checkpoint", metavar="CKPT",
                    help=f"a checkpoint written by 'flowvae train', or its run folder "
                         f"(then FOLDER/{CHECKPOINT})")
@@ -395,15 +402,23 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except CommandError as err:
         print(f"{PROG}: error: {err}", file=sys.stderr)
         raise SystemExit(2) from None
-    except TrainingDiverged as err:
+    except _training_diverged() as err:
         print(f"{PROG}: training diverged: {err}", file=sys.stderr)
         raise SystemExit(1) from None
     return 0
 
 
+def _training_diverged():
+    from flowvae.train import TrainingDiverged  # imported by then: a command ran
+
+    return TrainingDiverged
+
+
 # ---------------------------------------------------------------------------- train
 def build_model(config: TrainConfig, shape: Tuple[int, int, int]):
     """The model ``config`` describes, for images of ``shape`` ``(C, H, W)``."""
+    from flowvae.models import VAE, VAPNEV
+
     def given(**kwargs) -> Dict[str, Any]:
         return {k: v for k, v in kwargs.items() if v is not None}
 
@@ -413,34 +428,45 @@ def build_model(config: TrainConfig, shape: Tuple[int, int, int]):
     dequantization = given(dequantization=config.dequantization)
     if config.model == "vapnev":
         return VAPNEV(shape, flow_kwargs=flow_kwargs or None, **common, **dequantization)
-    likelihood_kwargs = dict(flow_kwargs if config.likelihood == "flow" else {}, **dequantization)
+    takes_flow = bool(_likelihood_class(config).flow_options)
+    likelihood_kwargs = dict(flow_kwargs if takes_flow else {}, **dequantization)
     return VAE(shape, likelihood_kwargs=likelihood_kwargs or None, **common,
                **given(likelihood=config.likelihood, network=config.network))
 
 
+def _likelihood_class(config: TrainConfig):
+    """The likelihood part ``config`` asks for (VAPNEV's is ``"flow"``)."""
+    from flowvae.parts import LIKELIHOODS
+
+    if config.model == "vapnev":
+        return LIKELIHOODS["flow"]
+    return LIKELIHOODS[config.likelihood or MODEL_DEFAULTS["vae"]["likelihood"]]
+
+
 def _check_train_flags(config: TrainConfig) -> None:
+    """Refuse flags that do not apply to the model, reading what its likelihood declares."""
     if config.model == "vapnev":
         for flag in ("likelihood", "network"):
             if getattr(config, flag) is not None:
                 raise CommandError(f"--{flag} applies to --model vae only (vapnev has a flow "
                                    "likelihood and conv networks)")
-    has_flow = config.model == "vapnev" or config.likelihood == "flow"
-    if config.dequantization is not None and not (has_flow or config.likelihood == "gaussian"):
+    from flowvae.parts import LIKELIHOODS
+
+    likelihood = _likelihood_class(config)
+    if config.dequantization is not None and not likelihood.dequantizes:
+        takers = [n for n, c in LIKELIHOODS.items() if c.dequantizes]
         raise CommandError("--dequantization applies to a density likelihood only (--model "
-                           "vapnev, or --model vae --likelihood flow or gaussian)")
-    for flag in _FLOW_FLAGS:
-        if getattr(config, flag) is not None and not has_flow:
+                           f"vapnev, or --model vae --likelihood {' or '.join(takers)})")
+    for flag, arg in _FLOW_FLAGS.items():
+        if getattr(config, flag) is not None and arg not in likelihood.flow_options:
+            takers = [n for n, c in LIKELIHOODS.items() if arg in c.flow_options]
             raise CommandError(f"--{flag.replace('_', '-')} applies to a flow likelihood only "
-                               "(--model vapnev, or --model vae --likelihood flow)")
+                               f"(--model vapnev, or --model vae --likelihood "
+                               f"{' or '.join(takers)})")
 
 
-def _train_command(config: TrainConfig) -> None:
-    _check_train_flags(config)
-    # under torchrun every process runs this; only rank 0 talks and writes
-    rank, _, device = setup_distributed(_device(config.device))
-    say = print if rank == 0 else _quiet
+def _check_resume(config: TrainConfig, run_path: str) -> None:
     out = config.run_dir
-    run_path = os.path.join(out, RUN_FILE)
     if config.resume and not os.path.isfile(os.path.join(out, CHECKPOINT)):
         raise CommandError(f"--resume: no {CHECKPOINT} in {out}")
     if config.resume and os.path.isfile(run_path):
@@ -449,29 +475,34 @@ def _train_command(config: TrainConfig) -> None:
             if before.get(key) != getattr(config, key):
                 raise CommandError(f"--resume: {run_path} records {key}={before.get(key)!r}, "
                                    f"not {getattr(config, key)!r}")
+
+
+def _train_command(config: TrainConfig) -> None:
+    import pyro
+
+    from flowvae.train import fit, setup_distributed
+
+    _check_train_flags(config)
+    # under torchrun every process runs this; only rank 0 talks and writes
+    rank, _, device = setup_distributed(_device(config.device))
+    say = print if rank == 0 else _quiet
+    out, run_path = config.run_dir, os.path.join(config.run_dir, RUN_FILE)
+    _check_resume(config, run_path)
     train = _load(config.dataset, "train", config.data_dir, config.download, config.pad_to)
     test = _load(config.dataset, "test", config.data_dir, config.download, config.pad_to)
     shape = tuple(train[0].shape)
-
     pyro.set_rng_seed(config.seed)  # the initialization too, not only what fit seeds
     model = build_model(config, shape)
     params = sum(p.numel() for p in model.parameters())
     say(f"{type(model).__name__} on {config.dataset} {shape}: {params:,} parameters, "
         f"device {device}, writing to {out}")
-    run = dict(asdict(config), out=out, flowvae_version=flowvae.__version__)
+    run = resolved_run(config, model, device)
     if not config.resume and rank == 0:  # a resumed run records them once fit accepted them
         os.makedirs(out, exist_ok=True)
         _write_json(run_path, run)
     started = time.time()
     try:
-        history = fit(model, train, test, epochs=config.epochs, batch_size=config.batch_size,
-                      lr=config.lr, optimizer=config.optimizer, clip_norm=config.clip_norm,
-                      lr_decay=config.lr_decay, elbo=config.elbo,
-                      num_particles=config.particles, device=device, out_dir=out,
-                      resume=config.resume, seed=config.seed, progress=config.progress,
-                      max_steps_per_epoch=config.max_steps_per_epoch,
-                      compile=config.compile, precision=config.precision,
-                      time_limit=None if config.time_limit is None else 60 * config.time_limit)
+        history = fit(model, train, test, config.fit_config(device))
     except ValueError as err:  # --resume onto a checkpoint of another model or config
         if not config.resume:
             raise
@@ -480,20 +511,57 @@ def _train_command(config: TrainConfig) -> None:
         return
     if config.resume:
         _write_json(run_path, run)
-    last = history[-1]
+    _print_train_table(history[-1], time.time() - started)
+    print("wrote", os.path.join(out, CHECKPOINT))
+
+
+def resolved_run(config: TrainConfig, model, device) -> Dict[str, Any]:
+    """What ``run.json`` records: every flag with the value used (a model default in place of
+    ``None``: the model's own recorded hyper-parameters), the run folder, the device, the
+    dataset root, the flowvae version, and the model's whole ``config``."""
+    from flowvae.data import resolve_root
+
+    run = dict(asdict(config), out=config.run_dir, device=str(device),
+               data_dir=resolve_root(config.data_dir), flowvae_version=flowvae.__version__)
+    if run["progress"] is None:
+        run["progress"] = sys.stderr.isatty()
+    recorded, defaults = model.config, MODEL_DEFAULTS[config.model]
+    for flag in ("latent_dim", "hidden", "likelihood", "network", "guide", "prior",
+                 "dequantization"):
+        if run[flag] is None:  # the model's recorded value, else its class's default
+            run[flag] = recorded.get(flag, defaults.get(flag))
+    likelihood = _likelihood_class(config)
+    if run["likelihood"] is None:
+        run["likelihood"] = likelihood.registered_name
+    if likelihood.flow_options:
+        flow = recorded.get("flow_kwargs") or recorded.get("likelihood_kwargs") or {}
+        for flag, arg in _FLOW_FLAGS.items():
+            if run[flag] is None:
+                run[flag] = flow.get(arg, FLOW_DEFAULTS[arg])
+    if likelihood.dequantizes and run["dequantization"] is None:
+        run["dequantization"] = (recorded.get("likelihood_kwargs") or {}).get(
+            "dequantization", MODEL_DEFAULTS["vapnev"]["dequantization"])
+    run["model_config"] = recorded
+    return run
+
+
+def _print_train_table(last: Dict[str, float], seconds: float) -> None:
     rows = [("epochs", str(last["epoch"])), ("steps", str(last["step"])),
             ("train -ELBO (nats)", f"{last['train_nelbo']:.2f}"),
             ("train bits/dim", f"{last['train_bpd']:.3f}")]
     if "test_nelbo" in last:
         rows += [("test -ELBO (nats)", f"{last['test_nelbo']:.2f}"),
                  ("test bits/dim", f"{last['test_bpd']:.3f}")]
-    rows.append(("minutes", f"{(time.time() - started) / 60:.1f}"))
+    rows.append(("minutes", f"{seconds / 60:.1f}"))
     _print_table(rows)
-    print("wrote", os.path.join(out, CHECKPOINT))
 
 
 # ---------------------------------------------------------------------------- evaluate
 def _evaluate_command(config: EvaluateConfig) -> None:
+    import pyro
+
+    from flowvae.infer import evaluate
+
     device = _device(config.device)
     path = _checkpoint_path(config.checkpoint)
     model = _load_model(path, device)
@@ -504,54 +572,50 @@ def _evaluate_command(config: EvaluateConfig) -> None:
         raise CommandError(f"no {RUN_FILE} beside {path} says which dataset the model was "
                            "trained on; pass --dataset")
     pad_to = config.pad_to if config.pad_to is not None else run.get("pad_to")
+    images = _evaluation_images(config, dataset, pad_to, model.shape)
+    pyro.set_rng_seed(config.seed)
+    results: Dict[str, Any] = evaluate(model, images, batch_size=config.batch_size,
+                                       iwae=config.iwae, chunk_size=config.chunk_size,
+                                       device=device)
+    results.update(checkpoint=path, dataset=dataset, split=config.split, pad_to=pad_to)
+    print(f"{type(model).__name__} from {path} on {dataset} ({config.split})")
+    _print_table(_evaluation_rows(results, config.iwae))
+    if config.json:
+        _write_json(config.json, results)
+        print("wrote", config.json)
+
+
+def _evaluation_images(config: EvaluateConfig, dataset: str, pad_to, model_shape):
+    from flowvae.train import as_images
+
     data = _load(dataset, config.split, config.data_dir, config.download, pad_to)
     images = as_images(data)[: config.num_images]
-    if pad_to is None and _fits_after_padding(images.shape[1:], model.shape):
-        data = _load(dataset, config.split, config.data_dir, config.download, model.shape[-1])
+    if pad_to is None and _fits_after_padding(images.shape[1:], model_shape):
+        data = _load(dataset, config.split, config.data_dir, config.download, model_shape[-1])
         images = as_images(data)[: config.num_images]
-    if tuple(images.shape[1:]) != model.shape:
-        raise CommandError(f"the model takes images of shape {model.shape}, but {dataset!r} "
+    if tuple(images.shape[1:]) != model_shape:
+        raise CommandError(f"the model takes images of shape {model_shape}, but {dataset!r} "
                            f"gives {tuple(images.shape[1:])}; pass --pad-to or another --dataset")
+    return images
 
-    pyro.set_rng_seed(config.seed)
-    results = _estimate(model, images, config, device)
-    results.update(checkpoint=path, dataset=dataset, split=config.split, pad_to=pad_to)
-    k = config.iwae
+
+def _evaluation_rows(results: Dict[str, Any], k: int) -> List[Tuple[str, str]]:
+    """The printed table: the bounds, then the latent diagnostics per site."""
     rows = [("images", str(results["num_images"])),
             ("-ELBO (nats)", f"{results['nelbo']:.2f}"),
             ("bits/dim (ELBO)", f"{results['bpd']:.3f}")]
     if k:
         rows += [(f"-log p(x), IWAE K={k} (nats)", f"{results['iwae_nll']:.2f}"),
                  (f"bits/dim (IWAE K={k})", f"{results['iwae_bpd']:.3f}")]
-    print(f"{type(model).__name__} from {path} on {dataset} ({config.split})")
-    _print_table(rows)
-    if config.json:
-        _write_json(config.json, results)
-        print("wrote", config.json)
-
-
-@torch.no_grad()
-def _estimate(model, images: torch.Tensor, config: EvaluateConfig, device) -> Dict[str, Any]:
-    """-ELBO and, with ``config.iwae``, the IWAE bound, in nats per image and bits/dim.
-
-    Both bounds score the same preprocessed batch (one dequantization or binarization draw),
-    so that IWAE >= ELBO holds up to Monte-Carlo noise rather than up to preprocessing noise.
-    """
-    nelbo, log_px = 0.0, 0.0
-    for start in range(0, len(images), config.batch_size):
-        x = model.preprocess(images[start : start + config.batch_size].to(device))
-        nelbo -= elbo_per_datapoint(model.model, model.guide, x).sum().item()
-        if config.iwae:
-            log_px += iwae_log_likelihood(model.model, model.guide, x, num_samples=config.iwae,
-                                          chunk_size=config.chunk_size).sum().item()
-    n = len(images)
-    dequantized = not model.p_x.discrete
-    results: Dict[str, Any] = {"num_images": n, "nelbo": nelbo / n,
-                               "bpd": bits_per_dim(-nelbo / n, model.shape, dequantized)}
-    if config.iwae:
-        results.update(iwae_k=config.iwae, iwae_log_px=log_px / n, iwae_nll=-log_px / n,
-                       iwae_bpd=bits_per_dim(log_px / n, model.shape, dequantized))
-    return results
+    if "rate" in results:
+        rows += [("rate (nats)", f"{results['rate']:.2f}"),
+                 ("distortion (nats)", f"{results['distortion']:.2f}")]
+    for key, value in results.items():
+        for prefix, label, form in (("active_units_", "active units ({})", "{}"),
+                                    ("mutual_info_", "mutual information ({}, nats)", "{:.3f}")):
+            if key.startswith(prefix):
+                rows.append((label.format(key[len(prefix):]), form.format(value)))
+    return rows
 
 
 def _fits_after_padding(image_shape, model_shape) -> bool:
@@ -563,6 +627,10 @@ def _fits_after_padding(image_shape, model_shape) -> bool:
 
 # ---------------------------------------------------------------------------- sample
 def _sample_command(config: SampleConfig) -> None:
+    import pyro
+
+    from flowvae.infer import save_grid
+
     device = _device(config.device)
     path = _checkpoint_path(config.checkpoint)
     model = _load_model(path, device)
@@ -573,7 +641,9 @@ def _sample_command(config: SampleConfig) -> None:
 
 
 # ---------------------------------------------------------------------------- helpers
-def _device(name: Optional[str]) -> torch.device:
+def _device(name: Optional[str]):
+    import torch
+
     try:
         device = torch.device(name or ("cuda" if torch.cuda.is_available() else "cpu"))
     except RuntimeError as err:
@@ -587,7 +657,9 @@ def _checkpoint_path(path: str) -> str:
     return os.path.join(path, CHECKPOINT) if os.path.isdir(path) else path
 
 
-def _load_model(path: str, device: torch.device):
+def _load_model(path: str, device):
+    from flowvae.train import load_model
+
     if not os.path.isfile(path):
         raise CommandError(f"checkpoint not found: {path}")
     try:
@@ -602,6 +674,8 @@ def _load_model(path: str, device: torch.device):
 
 
 def _load(name: str, split: str, root: Optional[str], download: bool, pad_to: Optional[int]):
+    from flowvae.data import DatasetNotFoundError, load_dataset
+
     try:
         return load_dataset(name, split, root=root, download=download, pad_to=pad_to)
     # ValueError: an unknown dataset or split, or a pad_to smaller than the images

@@ -182,3 +182,87 @@ def test_entry_points(tmp_path):
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert done.stdout.startswith("usage: flowvae") and "train" in done.stdout
+
+
+# ---------------------------------------------------------------------------- contracts
+def test_the_cheap_choices_match_the_library():
+    import inspect
+
+    from flowvae import choices
+    from flowvae.data import DATASETS, ENV_VAR
+    from flowvae.models import VAE, VAPNEV
+    from flowvae.models.vae import NETWORKS
+    from flowvae.parts import DEQUANTIZATIONS, GUIDES, LIKELIHOODS, PRIORS
+    from flowvae.train import ELBOS, OPTIMIZERS, PRECISIONS
+    from flowvae.train.config import ELBO_NAMES, OPTIMIZER_NAMES
+    from flowvae.transforms import ConditionalRealNVP
+    from flowvae.transforms.coupling import CHECKERBOARDS
+
+    assert choices.GUIDE_NAMES == tuple(GUIDES) and choices.PRIOR_NAMES == tuple(PRIORS)
+    assert choices.likelihood_names() == tuple(sorted(LIKELIHOODS))
+    for name, cls in LIKELIHOODS.items():  # a file name.py registers the likelihood name
+        assert cls.__module__ == f"flowvae.parts.likelihoods.{name}", name
+    assert choices.NETWORKS == NETWORKS and choices.DEQUANTIZATIONS == DEQUANTIZATIONS
+    assert choices.CHECKERBOARDS == CHECKERBOARDS
+    assert choices.DATASET_NAMES == tuple(DATASETS) and choices.DATA_ENV_VAR == ENV_VAR
+    assert OPTIMIZER_NAMES == tuple(OPTIMIZERS) and ELBO_NAMES == tuple(ELBOS)
+    assert PRECISIONS == ("float32", "bf16")
+    for model, cls in (("vae", VAE), ("vapnev", VAPNEV)):
+        parameters = inspect.signature(cls).parameters
+        for name, value in choices.MODEL_DEFAULTS[model].items():
+            default = parameters[name].default if name in parameters else (
+                inspect.signature(VAE).parameters[name].default)
+            assert default == value, (model, name)
+    flow = inspect.signature(ConditionalRealNVP).parameters
+    assert {k: flow[k].default for k in choices.FLOW_DEFAULTS} == choices.FLOW_DEFAULTS
+
+
+def test_help_imports_neither_torch_nor_pyro():
+    code = ("import sys\nfrom flowvae.cli import build_parser\nbuild_parser()\n"
+            "assert not {'torch', 'pyro'} & set(sys.modules), sorted(sys.modules)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=60)
+    assert done.returncode == 0, done.stderr
+
+
+def test_every_registered_likelihood_is_a_choice():
+    from flowvae.parts import LIKELIHOODS
+
+    _, subparsers = _subcommands()
+    (action,) = [a for a in subparsers["train"]._actions if a.dest == "likelihood"]
+    assert set(action.choices) == set(LIKELIHOODS) and "categorical" in action.choices
+
+
+def test_run_json_records_the_values_used(tmp_path):
+    out = tmp_path / "vapnev"
+    assert main(["train", *TINY_VAPNEV, *COMMON, "--out", str(out)]) == 0
+    run = json.loads((out / "run.json").read_text())
+    assert run["latent_dim"] == 2 and run["hidden"] == 4 and run["flow_channels"] == 4
+    assert run["likelihood"] == "flow" and run["guide"] == "normal" and run["prior"] == "normal"
+    assert run["checkerboard"] == "masked" and run["dequantization"] == "uniform"
+    assert run["device"] == "cpu" and run["out"] == str(out) and run["progress"] is False
+    assert run["model_config"]["flow_kwargs"] == {"hidden_channels": 4, "num_blocks": 1}
+    unused = {"network", "pad_to", "clip_norm", "time_limit"}  # no such option / not set
+    assert [k for k, v in run.items() if v is None and k not in unused] == []
+
+
+def test_train_with_the_categorical_likelihood_and_evaluate_prints_the_diagnostics(
+        tmp_path, capsys):
+    out = tmp_path / "categorical"
+    flags = ["--model", "vae", "--likelihood", "categorical", "--latent-dim", "2", "--hidden",
+             "8", "--epochs", "1", "--max-steps-per-epoch", "2"]
+    assert main(["train", *flags, *COMMON, "--out", str(out)]) == 0
+    capsys.readouterr()
+    report = tmp_path / "eval.json"
+    assert main(["evaluate", str(out), "--num-images", "40", "--device", "cpu",
+                 "--json", str(report)]) == 0
+    text = capsys.readouterr().out
+    numbers = json.loads(report.read_text())
+    for label, key in (("rate (nats)", "rate"), ("distortion (nats)", "distortion")):
+        assert f"| {label}" in text and f"{numbers[key]:.2f}" in text
+    (row,) = [line for line in text.splitlines() if line.startswith("| active units (z)")]
+    assert row.split("|")[2].strip() == str(numbers["active_units_z"])
+    assert numbers["nelbo"] == pytest.approx(numbers["rate"] + numbers["distortion"])
+    assert 0 <= numbers["active_units_z"] <= 2
+    # a near-uniform categorical model: close to 8 bits/dim after two steps
+    assert 7 < numbers["bpd"] < 9

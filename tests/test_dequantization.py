@@ -10,7 +10,7 @@ from torch import nn
 from flowvae.data import load_dataset
 from flowvae.infer import elbo_per_datapoint, iwae_log_likelihood
 from flowvae.models import VAE, VAPNEV, FlowDensity
-from flowvae.models.components import DEQUANTIZATION, VariationalDequantizer
+from flowvae.parts import DEQUANTIZATION, VariationalDequantizer
 from flowvae.train import fit
 
 

@@ -38,6 +38,7 @@ API_PAGES = {  # module -> its page under docs/api/
     "flowvae.transforms": "transforms",
     "flowvae.distributions": "distributions",
     "flowvae.models": "models",
+    "flowvae.parts": "parts",
     "flowvae.infer": "infer",
     "flowvae.data": "data",
     "flowvae.train": "train",
@@ -150,7 +151,8 @@ def broken_table_cells(path):
 def test_broken_table_cells_are_found():
     bad = os.path.join(os.path.dirname(__file__), "broken_table.md")
     with open(bad, "w") as f:
-        f.write("| a | b |\n|---|---|\n| `p(x|z)` | $q(z|x)$ |\n| `p(x \\| z)` | $p(x \\mid z)$ |\n")
+        f.write("| a | b |\n|---|---|\n| `p(x|z)` | $q(z|x)$ |\n"
+                "| `p(x \\| z)` | $p(x \\mid z)$ |\n")
     try:
         assert broken_table_cells(bad) == ["3: `p(x|z)`", "3: $q(z|x)$"]
     finally:

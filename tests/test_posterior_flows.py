@@ -11,9 +11,9 @@ from torch.autograd.functional import jacobian
 from torch.distributions import Normal
 
 from flowvae.infer import elbo_per_datapoint, iwae_log_likelihood
-from flowvae.models import VAE, PlanarGuide, posterior_flow_vae
-from flowvae.models.components import FlowGuide
-from flowvae.models.flow_posterior import KINDS, AmortizedPlanarFlow, planar_u_hat
+from flowvae.models import VAE, posterior_flow_vae
+from flowvae.models.flow_posterior import KINDS
+from flowvae.parts import AmortizedPlanarFlow, FlowGuide, PlanarGuide, planar_u_hat
 
 D = 4
 

@@ -28,6 +28,7 @@ from pyro.optim import Adam
 
 from flowvae.models import MODELS, SRVAE, VAE, VAPNEV, FlowDensity, FlowPriorVAE, SequentialVAE
 from flowvae.models.sequential import observed_site
+from flowvae.parts import GUIDES, LIKELIHOODS, PRIORS
 from flowvae.train import DifferentiableELBO, initialize_on_data, trainable_parameters
 
 SHAPE = (1, 8, 8)
@@ -65,6 +66,11 @@ CONFIGS = {
     "sequential_vae": lambda: SequentialVAE(SHAPE, steps=2, latent_dim=2, hidden=8),
 }
 
+# every other registered likelihood at its defaults: a new likelihood file is tested here too
+for _name in LIKELIHOODS:
+    if _name != "bernoulli":
+        CONFIGS.setdefault(f"likelihood={_name}", vae(likelihood=_name))
+
 ELBOS = {
     "trace": lambda: Trace_ELBO(max_plate_nesting=1),
     "meanfield": lambda: TraceMeanField_ELBO(max_plate_nesting=1),
@@ -76,7 +82,6 @@ ELBOS = {
 
 
 def test_the_matrix_covers_every_model_class_and_option():
-    from flowvae.models.components import GUIDES, LIKELIHOODS, PRIORS
 
     built = {name: make() for name, make in CONFIGS.items()}
     assert {type(m) for m in built.values()} >= set(MODELS.values())
@@ -133,7 +138,7 @@ def test_svi_trains_every_parameter_with_fits_gradient(name, elbo_name):
             p.grad = None
         pyro.set_rng_seed(1)
         fit_objective(x).backward()
-        for p, ours, theirs in zip(params, grads(params), svi_grads):
+        for ours, theirs in zip(grads(params), svi_grads):
             torch.testing.assert_close(ours, theirs, rtol=1e-4, atol=1e-5)
 
     before = [p.detach().clone() for p in moving]

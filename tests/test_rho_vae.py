@@ -12,8 +12,8 @@ from pyro.optim import Adam
 from torch.distributions import MultivariateNormal, kl_divergence
 
 from flowvae.infer import GeneralizedELBO, mmd
-from flowvae.models.components import AR1Guide, DiagonalNormalGuide
 from flowvae.models.rho_vae import GUIDES, VARIANTS, rho_vae
+from flowvae.parts import AR1Guide, DiagonalNormalGuide
 
 SHAPE = (1, 8, 8)
 

@@ -10,6 +10,7 @@ from flowvae.infer.diagnostics import (
 from flowvae.infer.evaluate import (
     bits_per_dim,
     elbo_per_datapoint,
+    evaluate,
     iwae_log_likelihood,
     log_importance_weights,
     logit_log_det,
@@ -29,6 +30,7 @@ __all__ = [
     "summarize_latents",
     "bits_per_dim",
     "elbo_per_datapoint",
+    "evaluate",
     "gibbs_chain",
     "iwae_log_likelihood",
     "log_importance_weights",

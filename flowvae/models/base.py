@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import functools
+import inspect
 import itertools
 from collections import defaultdict
-from typing import Callable, Dict, Iterator, Optional, TypeVar
+from typing import Any, Callable, Dict, Iterator, Mapping, Optional, TypeVar
 
 import pyro
 import torch
 from pyro.nn import PyroModule
 
-__all__ = ["PyroModel", "pyro_program"]
+__all__ = ["PyroModel", "pyro_program", "recorded_arguments"]
 
 _COUNTERS: Dict[str, Iterator[int]] = defaultdict(itertools.count)
 
@@ -37,10 +38,62 @@ def pyro_program(method: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
+#: constructor arguments that are not hyper-parameters (a param-store prefix)
+_NOT_RECORDED = ("self", "name")
+
+
+def _plain(value: Any) -> Any:
+    """``value`` with every list, tuple and ``torch.Size`` a tuple and every mapping a dict
+    (copied), so that recorded arguments compare equal however they were spelled."""
+    if isinstance(value, (list, tuple)):
+        return tuple(_plain(v) for v in value)
+    if isinstance(value, Mapping):
+        return {k: _plain(v) for k, v in value.items()}
+    return value
+
+
+def recorded_arguments(init: Callable, args: tuple, kwargs: dict) -> Dict[str, Any]:
+    """The arguments of a call ``init(self, *args, **kwargs)`` by name, defaults filled in,
+    ``**kwargs`` flattened, ``name`` left out; containers copied (:func:`_plain`)."""
+    signature = inspect.signature(init)
+    bound = signature.bind(None, *args, **kwargs)
+    bound.apply_defaults()
+    recorded: Dict[str, Any] = {}
+    for key, value in bound.arguments.items():
+        kind = signature.parameters[key].kind
+        if kind is inspect.Parameter.VAR_POSITIONAL:
+            raise TypeError(f"{init.__qualname__} takes *{key}: hyper-parameters are recorded "
+                            "by name, so a model's constructor takes no *args")
+        if kind is inspect.Parameter.VAR_KEYWORD:
+            recorded.update({k: v for k, v in _plain(value).items() if k not in _NOT_RECORDED})
+        elif key not in _NOT_RECORDED:
+            recorded[key] = _plain(value)
+    return recorded
+
+
+def _recording(init: Callable) -> Callable:
+    @functools.wraps(init)
+    def wrapper(self, *args, **kwargs):
+        arguments = recorded_arguments(init, args, kwargs)
+        init(self, *args, **kwargs)
+        if type(self).__init__ is wrapper:  # the outermost constructor: the class built
+            self.__dict__["_hyper_parameters"] = arguments
+
+    return wrapper
+
+
 class PyroModel(PyroModule):
-    """The base of flowvae's models: a ``PyroModule`` whose ``model`` and ``guide`` (decorated
-    with :func:`pyro_program`) read every parameter through Pyro, under names that start with
-    the model's own ``name``.
+    """The base of flowvae's models, and the protocol that :func:`flowvae.train.fit`,
+    :func:`flowvae.infer.evaluate` and the CLI rely on: a ``PyroModule`` whose ``model`` and
+    ``guide`` (decorated with :func:`pyro_program`) read every parameter through Pyro, under
+    names that start with the model's own ``name``.
+
+    A subclass provides ``shape`` (the image shape ``(C, H, W)``), ``preprocess(images)``
+    (``uint8`` images to the observation ``model`` and ``guide`` take), ``model(x=None,
+    batch_size=None)``, ``guide(x)``, ``generate(n, temperature)`` and ``reconstruct(x)``
+    (images in ``[0, 1]``), and :attr:`discrete`. Its hyper-parameters are recorded from its
+    constructor's arguments (:attr:`config`), never written by hand; modules that initialise
+    from data implement :class:`flowvae.nn.init.DataDependentInit`.
 
     Args:
         name: prefix of the model's names in Pyro's param store; ``None``: the class name and a
@@ -49,11 +102,41 @@ class PyroModel(PyroModule):
             through the param store (:meth:`load_param_store`).
     """
 
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        if "__init__" in cls.__dict__:  # record the bound arguments of this constructor
+            cls.__init__ = _recording(cls.__dict__["__init__"])
+
+    @property
+    def config(self) -> Dict[str, Any]:
+        """The hyper-parameters this model was built with: the arguments of its class's
+        constructor by name, defaults filled in (``name`` left out), recorded when it was
+        called, so that ``type(model)(**model.config)`` builds the same architecture
+        (:func:`flowvae.train.load_model` does). A copy: edits do not change the model."""
+        return _plain(self.__dict__.get("_hyper_parameters", {}))
+
+    @classmethod
+    def complete_config(cls, config: Mapping[str, Any]) -> Dict[str, Any]:
+        """``config`` (e.g. the hand-written one of a flowvae 0.3 checkpoint, which left out
+        arguments at their defaults) with the constructor's defaults filled in, in the form
+        :attr:`config` has."""
+        init = cls.__init__
+        init = getattr(init, "__wrapped__", init)
+        return recorded_arguments(init, (), dict(config))
+
     def __init__(self, name: Optional[str] = None):
         if name is None:
             cls = type(self).__name__
             name = f"{cls}_{next(_COUNTERS[cls])}"
         super().__init__(name=name)
+
+    @property
+    def discrete(self) -> bool:
+        """Whether ``log p(x)`` is a probability mass of 8-bit images (``True``: Bernoulli,
+        discretized logistic, categorical) or a density of dequantized pixels in ``[0, 1)``
+        (``False``); bits/dim (:func:`~flowvae.infer.bits_per_dim`) reads it. By default the
+        likelihood part ``p_x`` declares it."""
+        return bool(self.p_x.discrete)
 
     @property
     def name(self) -> str:

@@ -43,9 +43,9 @@ from pyro.nn.module import to_pyro_module_
 from torch import Tensor, nn
 
 from flowvae.models.base import PyroModel, pyro_program
-from flowvae.models.components import GUIDES, LIKELIHOODS, StandardNormalPrior
 from flowvae.models.vae import batch_size_of
 from flowvae.nn import ConvDecoder, ConvEncoder, MLPDecoder, MLPEncoder
+from flowvae.parts import GUIDES, LIKELIHOODS, StandardNormalPrior
 
 DATA_PLATE = "data"
 NETWORKS = {"mlp": (MLPEncoder, MLPDecoder), "conv": (ConvEncoder, ConvDecoder)}
@@ -91,10 +91,10 @@ class SequentialVAE(PyroModel):
     ``model(x)``: for ``t = 1 .. T``, ``z_t ~ N(0, I)`` and ``x_t ~ p_t(x | z_{1:t})`` observed
     against the same ``x``; ``guide(x)``: ``z_t ~ q_t(z_t | x)``; sites ``z_1 .. z_T``,
     ``x_1 .. x_T`` inside ``pyro.plate("data", B, dim=-1)``; ``model(batch_size=B)``
-    generates: every ``x_t`` is drawn, and the last, ``(B, C, H, W)``, is returned. ``x`` is the preprocessed
-    observation (:meth:`preprocess`). With ``steps=1`` this is a plain VAE. The ELBO that
-    :func:`flowvae.train.fit` reports is the sum of the ``T`` per-step objectives (its bits/dim
-    is not a likelihood bound of one model of ``x``).
+    generates: every ``x_t`` is drawn, and the last, ``(B, C, H, W)``, is returned. ``x`` is
+    the preprocessed observation (:meth:`preprocess`). With ``steps=1`` this is a plain VAE.
+    The ELBO that :func:`flowvae.train.fit` reports is the sum of the ``T`` per-step
+    objectives (its bits/dim is not a likelihood bound of one model of ``x``).
 
     Args:
         shape: image shape ``(C, H, W)``.
@@ -141,27 +141,23 @@ class SequentialVAE(PyroModel):
         name: Optional[str] = None,
     ):
         super().__init__(name)
-        for name, value, choices in (("likelihood", likelihood, LIKELIHOODS),
-                                     ("network", network, NETWORKS), ("guide", guide, GUIDES)):
-            if value not in choices:
-                raise ValueError(f"{name} must be one of {tuple(choices)}, got {value!r}")
+        likelihood_cls = LIKELIHOODS.get_class(likelihood)
+        if network not in NETWORKS:
+            raise ValueError(f"network must be one of {tuple(NETWORKS)}, got {network!r}")
+        guide_cls = GUIDES.get_class(guide)
         if steps < 1:
             raise ValueError(f"steps must be >= 1, got {steps}")
         self.shape = tuple(int(s) for s in shape)
         if len(self.shape) != 3:
             raise ValueError(f"shape must be (C, H, W), got {self.shape}")
-        self.config = dict(shape=self.shape, steps=steps, latent_dim=latent_dim,
-                           likelihood=likelihood, network=network, hidden=hidden,
-                           feature_dim=feature_dim, guide=guide, gate_init=gate_init,
-                           likelihood_kwargs=likelihood_kwargs, network_kwargs=network_kwargs)
         self.steps = steps
         self.latent_dim = latent_dim
         lik_kwargs = dict(likelihood_kwargs or {})
-        if likelihood == "flow":
+        if likelihood_cls.needs_context:  # z conditions the likelihood's own network
             lik_kwargs.setdefault("context_features", latent_dim)
-        self.p_x = LIKELIHOODS[likelihood](self.shape, **lik_kwargs)
+        self.p_x = likelihood_cls(self.shape, **lik_kwargs)
         self.p_z = StandardNormalPrior((latent_dim,))
-        self.q = nn.ModuleList(GUIDES[guide](latent_dim) for _ in range(steps))
+        self.q = nn.ModuleList(guide_cls(latent_dim) for _ in range(steps))
         decoded = (self.p_x.out_channels, *self.shape[1:])
         self.params_shape = decoded
         encoder, decoder = NETWORKS[network]

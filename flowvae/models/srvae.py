@@ -14,11 +14,12 @@ from torch.distributions import kl_divergence
 from torch.nn import functional as F
 
 from flowvae.distributions import DiscretizedLogisticMixture
-from flowvae.models.components import DiagonalNormalGuide, FlowPrior, LogisticMixtureLikelihood
 from flowvae.models.base import PyroModel, pyro_program
 from flowvae.models.vae import DATA_PLATE, VAE, batch_size_of
 from flowvae.nn import DenseDecoder, DenseEncoder, DenseNet
 from flowvae.nn.densenet import ChannelAttention
+from flowvae.nn.init import DataDependentInit
+from flowvae.parts import DiagonalNormalGuide, FlowPrior, LogisticMixtureLikelihood
 
 __all__ = ["FlowPriorVAE", "SRVAE", "data_dependent_init", "downscale", "LATENT_U", "LATENT_Z",
            "LOW_RES", "OBSERVED"]
@@ -204,12 +205,9 @@ class FlowPriorVAE(VAE):
             likelihood_kwargs=dict(num_mixtures=num_mixtures),
             network_kwargs=dict(growth=growth, num_layers=num_layers),
         )
-        self.config = dict(shape=self.shape, latent_shape=latent_shape, hidden=hidden,
-                           growth=growth, num_layers=num_layers, num_mixtures=num_mixtures,
-                           flow_kwargs=flow_kwargs, beta=beta)
 
 
-class SRVAE(PyroModel):
+class SRVAE(PyroModel, DataDependentInit):
     r"""The super-resolution VAE: a two-level VAE whose first level is ``y = d(x)``, the 2x
     average-pooled image (rounded to 8-bit values), computed in the batch.
 
@@ -227,7 +225,8 @@ class SRVAE(PyroModel):
     ``model(x)`` samples ``u``, observes ``y = d(x)`` at site ``"y"``, samples ``z`` and
     observes ``x``; ``guide(x)`` samples ``u ~ q(u|y)``, ``z ~ q(z|x)``; both in
     ``pyro.plate("data", B, dim=-1)``. ``model(batch_size=B)`` generates (``y`` and ``x``
-    drawn too) and returns ``x``, ``(B, C, H, W)`` 8-bit values as floats. ``q(y|x)`` is a point mass on a discrete value (zero
+    drawn too) and returns ``x``, ``(B, C, H, W)`` 8-bit values as floats. ``q(y|x)`` is a
+    point mass on a discrete value (zero
     entropy), so ``Trace_ELBO`` estimates the paper's eq. (6),
 
     ``ELBO = E log p(x|y,z) + E log p(y|u) - KL(q(z|x) || p(z|y,u)) - KL(q(u|y) || p(u))``
@@ -304,9 +303,6 @@ class SRVAE(PyroModel):
             raise ValueError(f"shape must be (C, H, W) with H and W even, got {self.shape}")
         if len(self.latent_shape) != 3:
             raise ValueError(f"latent_shape must be (C_z, h, w), got {self.latent_shape}")
-        self.config = dict(shape=self.shape, latent_shape=self.latent_shape, hidden=hidden,
-                           growth=growth, num_layers=num_layers, num_mixtures=num_mixtures,
-                           flow_kwargs=flow_kwargs, residual=residual, data_init=data_init)
         self.residual = residual
         c, height, width = self.shape
         self.y_shape = (c, height // 2, width // 2)

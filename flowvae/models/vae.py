@@ -13,7 +13,6 @@ from torch import Tensor, nn
 
 from flowvae.infer.objectives import mmd
 from flowvae.models.base import PyroModel, pyro_program
-from flowvae.models.components import GUIDES, LIKELIHOODS, PRIORS
 from flowvae.nn import (
     ConvDecoder,
     ConvEncoder,
@@ -22,6 +21,7 @@ from flowvae.nn import (
     MLPDecoder,
     MLPEncoder,
 )
+from flowvae.parts import GUIDES, LIKELIHOODS, PRIORS
 
 LATENT = "z"
 OBSERVED = "x"
@@ -69,15 +69,23 @@ class VAE(PyroModel):
     ``"mmd"``, ``-mmd_weight * B * MMD^2`` between the batch's ``z`` and as many prior draws
     (per particle; :func:`flowvae.infer.mmd`, Gaussian kernel of bandwidth ``2 |z|``).
 
+    Raises:
+        ValueError: an unknown part or network name (naming the choices), a latent shape the
+            network, guide or likelihood does not take, ``mmd_weight < 0``.
+
     Args:
         shape: image shape ``(C, H, W)``.
         latent_dim: size of ``z`` (vector latents), or a shape ``(C_z, h, w)`` for tensor
             latents (``network="dense"``, ``guide="normal"``).
-        guide: ``"normal"`` (diagonal), ``"ar1"`` (:class:`~flowvae.AR1Normal`) or ``"flow"``
-            (RealNVP posterior).
-        prior: ``"normal"`` or ``"flow"`` (RealNVP prior).
-        likelihood: ``"bernoulli"``, ``"gaussian"``, ``"logistic"`` (discretized logistic
-            mixture) or ``"flow"`` (VAPNEV: a conditional RealNVP on logit pixels).
+        guide: a name in :data:`flowvae.parts.GUIDES`: ``"normal"`` (diagonal), ``"ar1"``
+            (:class:`~flowvae.AR1Normal`), ``"flow"`` (RealNVP posterior), ``"delta"``,
+            ``"planar"``.
+        prior: a name in :data:`flowvae.parts.PRIORS`: ``"normal"`` or ``"flow"`` (RealNVP).
+        likelihood: a name in :data:`flowvae.parts.LIKELIHOODS`: ``"bernoulli"``,
+            ``"gaussian"``, ``"logistic"`` (discretized logistic mixture), ``"flow"`` (VAPNEV:
+            a conditional RealNVP on logit pixels), ``"pixelcnn"``, ``"categorical"``
+            (256-way softmax), or any part registered later; what it declares (e.g.
+            ``needs_context``) decides how it is built.
         network: ``"mlp"`` or ``"conv"`` encoder and decoder (vector latents), or
             ``"dense"``: srVAE's DenseNet + channel-attention nets with ELUs
             (:class:`~flowvae.nn.DenseEncoder` / :class:`~flowvae.nn.DenseDecoder`, tensor
@@ -123,57 +131,27 @@ class VAE(PyroModel):
         name: Optional[str] = None,
     ):
         super().__init__(name)
-        for name, value, choices in (("guide", guide, GUIDES), ("prior", prior, PRIORS),
-                                     ("likelihood", likelihood, LIKELIHOODS),
-                                     ("network", network, NETWORKS)):
-            if value not in choices:
-                raise ValueError(f"{name} must be one of {tuple(choices)}, got {value!r}")
+        guide_cls, prior_cls = GUIDES.get_class(guide), PRIORS.get_class(prior)
+        likelihood_cls = LIKELIHOODS.get_class(likelihood)
+        if network not in NETWORKS:
+            raise ValueError(f"network must be one of {NETWORKS}, got {network!r}")
         self.shape = tuple(int(s) for s in shape)
         if len(self.shape) != 3:
             raise ValueError(f"shape must be (C, H, W), got {self.shape}")
-        self.config = dict(
-            shape=self.shape, latent_dim=latent_dim, guide=guide, prior=prior,
-            likelihood=likelihood, network=network, hidden=hidden, beta=beta,
-            guide_kwargs=guide_kwargs, prior_kwargs=prior_kwargs,
-            likelihood_kwargs=likelihood_kwargs, network_kwargs=network_kwargs,
-        )
-        if mmd_weight:  # recorded only when used: configs of older checkpoints still match
-            self.config["mmd_weight"] = mmd_weight
         if mmd_weight < 0:
             raise ValueError(f"mmd_weight must be >= 0, got {mmd_weight}")
-        tensor_latent = not isinstance(latent_dim, int)
-        if tensor_latent != (network == "dense") or (tensor_latent and (
-                guide != "normal" or likelihood == "flow" or len(latent_dim) != 3)):
-            raise ValueError(
-                "network='dense' takes a tensor latent latent_dim=(C, h, w) with guide='normal'"
-                " and a likelihood other than 'flow'; 'mlp' and 'conv' take an int latent_dim, "
-                f"got network={network!r}, latent_dim={latent_dim!r}, guide={guide!r}"
-            )
-        self.latent_shape = tuple(int(s) for s in latent_dim) if tensor_latent else (latent_dim,)
+        self.latent_shape = _latent_shape(latent_dim, network, guide_cls, likelihood_cls)
         self.beta = beta
         self.mmd_weight = mmd_weight
-        self.q = GUIDES[guide](latent_dim, **(guide_kwargs or {}))
-        self.p_z = PRIORS[prior](self.latent_shape, **(prior_kwargs or {}))
+        self.q = guide_cls(latent_dim, **(guide_kwargs or {}))
+        self.p_z = prior_cls(self.latent_shape, **(prior_kwargs or {}))
         lik_kwargs = dict(likelihood_kwargs or {})
-        if likelihood == "flow":
+        if likelihood_cls.needs_context:  # z conditions the likelihood's own network
             lik_kwargs.setdefault("context_features", latent_dim)
-        self.p_x = LIKELIHOODS[likelihood](self.shape, **lik_kwargs)
-        decoded = (self.p_x.out_channels, *self.shape[1:])
-        net_kwargs = network_kwargs or {}
-        if network == "mlp":
-            self.encoder = MLPEncoder(self.shape, self.q.num_params, hidden, **net_kwargs)
-            self.decoder = MLPDecoder(latent_dim, decoded, hidden, **net_kwargs)
-        elif network == "conv":
-            self.encoder = ConvEncoder(self.shape, self.q.num_params, hidden, **net_kwargs)
-            self.decoder = ConvDecoder(latent_dim, decoded, hidden, **net_kwargs)
-        else:  # the guide's parameters as maps at the latent's resolution, flattened
-            h, w = self.latent_shape[1:]
-            self.encoder = nn.Sequential(
-                DenseEncoder(self.shape, (self.q.num_params // (h * w), h, w), hidden,
-                             **net_kwargs),
-                nn.Flatten(-3),
-            )
-            self.decoder = DenseDecoder(self.latent_shape, decoded, hidden, **net_kwargs)
+        self.p_x = likelihood_cls(self.shape, **lik_kwargs)
+        self.encoder, self.decoder = _networks(network, self.shape, self.latent_shape,
+                                               self.q.num_params, self.p_x.out_channels,
+                                               hidden, network_kwargs or {})
         to_pyro_module_(self)
 
     @property
@@ -270,6 +248,41 @@ class VAE(PyroModel):
         if hasattr(d, "temperature"):
             d.temperature = 0.5
         return self.to_image(d.sample())
+
+
+def _latent_shape(latent_dim, network: str, guide_cls, likelihood_cls):
+    """``z``'s shape: ``(latent_dim,)``, or a tensor latent ``(C, h, w)`` for the dense
+    networks, checked against what the guide and the likelihood declare they take."""
+    tensor_latent = not isinstance(latent_dim, int)
+    if tensor_latent != (network == "dense") or (tensor_latent and (
+            not guide_cls.tensor_latent or likelihood_cls.needs_context
+            or len(latent_dim) != 3)):
+        raise ValueError(
+            "network='dense' takes a tensor latent latent_dim=(C, h, w) with a guide that takes "
+            "tensor latents (e.g. 'normal') and a likelihood without a z context (not 'flow'); "
+            "'mlp' and 'conv' take an int latent_dim, got "
+            f"network={network!r}, latent_dim={latent_dim!r}, "
+            f"guide={guide_cls.registered_name!r}"
+        )
+    return tuple(int(s) for s in latent_dim) if tensor_latent else (latent_dim,)
+
+
+def _networks(network: str, shape, latent_shape, num_params: int, out_channels: int,
+              hidden: int, kwargs: dict):
+    """The encoder (images to the guide's ``num_params``) and decoder (``z`` to
+    ``out_channels`` maps at the image's resolution) of the kind ``network``."""
+    decoded = (out_channels, *shape[1:])
+    if network == "mlp":
+        return (MLPEncoder(shape, num_params, hidden, **kwargs),
+                MLPDecoder(latent_shape[0], decoded, hidden, **kwargs))
+    if network == "conv":
+        return (ConvEncoder(shape, num_params, hidden, **kwargs),
+                ConvDecoder(latent_shape[0], decoded, hidden, **kwargs))
+    # dense: the guide's parameters as maps at the latent's resolution, flattened
+    h, w = latent_shape[1:]
+    encoder = nn.Sequential(DenseEncoder(shape, (num_params // (h * w), h, w), hidden, **kwargs),
+                            nn.Flatten(-3))
+    return encoder, DenseDecoder(latent_shape, decoded, hidden, **kwargs)
 
 
 def _posterior_mean(q) -> Tensor:

@@ -10,9 +10,9 @@ from pyro.nn.module import to_pyro_module_
 from torch import Tensor, nn
 
 from flowvae.distributions import FlowDistribution
-from flowvae.models.components import FlowLikelihood
 from flowvae.models.base import PyroModel, pyro_program
 from flowvae.models.vae import DATA_PLATE, OBSERVED, VAE, batch_size_of, check_images
+from flowvae.parts import FlowLikelihood
 
 
 class VAPNEV(VAE):
@@ -40,7 +40,7 @@ class VAPNEV(VAE):
         alpha: the logit transform's margin.
         dequantization: ``"uniform"`` (the paper) or ``"variational"``: the noise ``u`` of
             ``x~ = (x + u) / 256`` becomes a latent with a learned ``q(u|x)`` (Flow++), which
-            tightens the bound (:class:`~flowvae.models.components.VariationalDequantizer`).
+            tightens the bound (:class:`~flowvae.parts.VariationalDequantizer`).
 
     Example:
         >>> import torch
@@ -67,9 +67,6 @@ class VAPNEV(VAE):
         likelihood_kwargs.update(alpha=alpha, dequantization=dequantization)
         super().__init__(shape, latent_dim, likelihood="flow", network="conv", hidden=hidden,
                          likelihood_kwargs=likelihood_kwargs, **vae_kwargs)
-        self.config = dict(shape=self.shape, latent_dim=latent_dim, hidden=hidden,
-                           flow_kwargs=flow_kwargs, conditional=conditional, alpha=alpha,
-                           dequantization=dequantization, **vae_kwargs)
 
 
 class FlowDensity(PyroModel):
@@ -99,8 +96,6 @@ class FlowDensity(PyroModel):
                  name: Optional[str] = None):
         super().__init__(name)
         self.shape = tuple(int(s) for s in shape)
-        self.config = dict(shape=self.shape, flow_kwargs=flow_kwargs, alpha=alpha,
-                           dequantization=dequantization)
         self.p_x = FlowLikelihood(self.shape, None, alpha=alpha, dequantization=dequantization,
                                   **(flow_kwargs or {}))
         # a learned per-pixel base (the analogue of VAPNEV's decoder output without z); it also

@@ -38,8 +38,10 @@ import torch
 from torch import Tensor, nn
 from torch.nn.utils.parametrizations import weight_norm
 
+from flowvae.nn.init import DataDependentInit
 
-class _DataInitWeightNorm:
+
+class _DataInitWeightNorm(DataDependentInit):
     """Mixin for a layer whose ``weight`` is weight-normalised along ``norm_dim`` and whose
     outputs have their channels on ``channel_dim``."""
 

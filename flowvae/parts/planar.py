@@ -1,21 +1,14 @@
-"""Posterior flows (rNVP report): amortised RealNVP vs planar flows inside the generic VAE.
-
-``q(z|x)``: ``z_0 ~ Normal(mu(x), sigma(x))``, ``z_K = f_K o ... o f_1(z_0)``,
-``log q(z_K|x) = log q(z_0|x) - sum_k log|det df_k/dz_{k-1}|``, with
-
-* ``"realnvp"``: ``k`` steps of two alternating MLP affine couplings conditioned on encoder
-  features (the generic :class:`~flowvae.models.components.FlowGuide` with ``2k`` couplings);
-* ``"planar"``: ``2k`` planar steps ``f(z) = z + u_hat tanh(w^T z + b)`` whose ``u, w, b`` the
-  encoder emits per data point (:class:`PlanarGuide`);
-* ``"normal"``: the diagonal Gaussian baseline.
-
-The models are configurations of :class:`~flowvae.models.vae.VAE` built by
-:func:`posterior_flow_vae`, so that the encoder and decoder are the same for every guide.
+"""Amortised planar flow posteriors (Rezende & Mohamed 2015; the rNVP report's baseline):
+``q(z|x)``: ``z_0 ~ Normal(mu(x), sigma(x))`` through ``K`` planar maps
+``f(z) = z + u_hat tanh(w^T z + b)`` whose ``u, w, b`` the encoder emits per data point, the
+guide ``"planar"`` of :data:`~flowvae.parts.GUIDES`;
+``log q(z_K|x) = log q(z_0|x) - sum_k log|det df_k/dz_{k-1}|``.
+:func:`flowvae.models.posterior_flow_vae` compares it with RealNVP posteriors.
 """
 
 from __future__ import annotations
 
-from typing import Optional, Sequence, Tuple
+from typing import Optional, Tuple
 
 import torch
 from nflows.transforms.base import InverseNotAvailable, Transform
@@ -23,9 +16,7 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 from flowvae.distributions import FlowDistribution
-
-KINDS = ("normal", "realnvp", "planar")
-"""Guide kinds of :func:`posterior_flow_vae`."""
+from flowvae.parts.guides import GUIDES
 
 
 def planar_u_hat(u: Tensor, w: Tensor) -> Tensor:
@@ -115,6 +106,7 @@ class AmortizedPlanarFlow(Transform):
         return z, logabsdet
 
 
+@GUIDES.register("planar")
 class PlanarGuide(nn.Module):
     r"""``q(z|x)``: ``z_0 ~ Normal(mu, sigma)`` through ``num_steps`` amortised planar maps.
 
@@ -139,6 +131,8 @@ class PlanarGuide(nn.Module):
         (torch.Size([2, 4]), torch.Size([2]))
     """
 
+    tensor_latent = False
+
     def __init__(self, latent_dim: int, num_steps: int = 4):
         super().__init__()
         self.latent_shape = (latent_dim,)
@@ -149,48 +143,3 @@ class PlanarGuide(nn.Module):
         d = self.latent_shape[0]
         loc, log_scale, flow_params = params.split([d, d, self.flow.context_features], dim=-1)
         return FlowDistribution(self.flow, loc, log_scale.exp(), context=flow_params)
-
-
-def posterior_flow_vae(
-    kind: str,
-    steps: int,
-    shape: Sequence[int],
-    *,
-    latent_dim: int = 40,
-    hidden: int = 300,
-    network: str = "mlp",
-    likelihood: str = "bernoulli",
-    context_features: int = 32,
-    flow_hidden: int = 128,
-    **vae_kwargs,
-):
-    """The rNVP report's VAE with a ``kind`` posterior: ``"realnvp"`` (``steps`` RealNVP steps,
-    i.e. ``2 * steps`` amortised couplings), ``"planar"`` (``2 * steps`` amortised planar maps)
-    or ``"normal"`` (diagonal Gaussian; ``steps`` must be 0).
-
-    Encoder and decoder (``network``, ``hidden``), prior ``N(0, I)`` and ``likelihood`` are the
-    same for every kind. ``context_features`` and ``flow_hidden`` size the RealNVP couplings'
-    encoder features and MLPs. Other keyword arguments go to :class:`~flowvae.models.VAE`.
-
-    Example:
-        >>> vae = posterior_flow_vae("planar", 2, (1, 8, 8), latent_dim=4, hidden=16)
-        >>> vae.q.flow.num_steps, vae.config["guide"]
-        (4, 'planar')
-    """
-    from flowvae.models.vae import VAE  # vae -> components -> this module: import lazily
-
-    if kind not in KINDS:
-        raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
-    if kind == "normal" and steps != 0:
-        raise ValueError(f"the diagonal Gaussian guide has no flow steps, got steps={steps}")
-    if kind != "normal" and steps < 1:
-        raise ValueError(f"a {kind} posterior needs steps >= 1, got {steps}")
-    guide, guide_kwargs = {
-        "normal": ("normal", None),
-        "realnvp": ("flow", dict(context_features=context_features, num_couplings=2 * steps,
-                                 hidden_features=flow_hidden)),
-        "planar": ("planar", dict(num_steps=2 * steps)),
-    }[kind]
-    return VAE(shape, latent_dim=latent_dim, guide=guide, likelihood=likelihood,
-               network=network, hidden=hidden, guide_kwargs=guide_kwargs, **vae_kwargs)
-

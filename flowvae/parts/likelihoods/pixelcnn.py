@@ -8,10 +8,13 @@ import torch
 from torch import Tensor
 
 from flowvae.distributions.pixelcnn import PixelCNNDistribution
-from flowvae.models.likelihood import Likelihood
 from flowvae.nn.pixelcnn import ConditionalPixelCNN
+from flowvae.parts.likelihoods._base import LIKELIHOODS, Likelihood
+
+__all__ = ["PixelCNNLikelihood"]
 
 
+@LIKELIHOODS.register("pixelcnn")
 class PixelCNNLikelihood(Likelihood):
     r"""``p(x|z) = prod_i p(x_i | x_{<i}, c(z))``: a :class:`ConditionalPixelCNN` whose gated
     blocks read the decoder's output ``c(z)``, a ``context_channels x H x W`` map, as in the

@@ -1,0 +1,124 @@
+"""What :func:`flowvae.train.fit` does around its epochs, as small named parts.
+
+A callback sees the :class:`~flowvae.train.loop.TrainingRun` (module, optimizer, step,
+history, ...) at three points: :meth:`Callback.on_step` after every optimizer step,
+:meth:`Callback.on_epoch` once an epoch's metrics row is complete (test metrics included),
+and :meth:`Callback.should_stop` after the row is recorded. ``fit`` builds
+:func:`default_callbacks` from its options; ``fit(..., callbacks=[...])`` appends more, e.g.
+a schedule that sets an objective's weight from ``run.step`` (a KL warm-up).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+from typing import TYPE_CHECKING, Dict, List
+
+from tqdm.auto import tqdm
+
+from flowvae.infer.evaluate import bits_per_dim
+from flowvae.train.checkpoint import save_checkpoint
+from flowvae.train.distributed import any_process
+
+if TYPE_CHECKING:  # pragma: no cover
+    from flowvae.train.loop import TrainingRun
+
+__all__ = ["Callback", "Checkpointing", "MetricsLog", "Progress", "TimeLimit",
+           "default_callbacks"]
+
+
+class Callback:
+    """The hooks of :func:`~flowvae.train.fit`; each does nothing here."""
+
+    def on_step(self, run: TrainingRun, loss: float, batch: int) -> None:
+        """After optimizer step ``run.step``, whose loss was ``loss`` nats per image on
+        ``batch`` images."""
+
+    def on_epoch(self, run: TrainingRun, row: Dict[str, float]) -> None:
+        """After an epoch, with its metrics ``row`` (rank 0 only)."""
+
+    def should_stop(self, run: TrainingRun, epoch: int) -> bool:
+        """After epoch ``epoch`` (0-based) is recorded: stop training now? (every rank)"""
+        return False
+
+
+class Progress(Callback):
+    """A tqdm bar over each epoch's batches with the loss and bits/dim, and one line per
+    epoch with its metrics row."""
+
+    def __init__(self, enabled: bool):
+        self.enabled = enabled
+        self.bar = None
+
+    def wrap(self, run: TrainingRun, batches: List, epoch: int):
+        """``batches`` behind a bar for epoch ``epoch`` (0-based)."""
+        self.bar = tqdm(batches, desc=f"epoch {epoch + 1}/{run.config.epochs}",
+                        disable=not self.enabled, leave=False)
+        return self.bar
+
+    def on_step(self, run: TrainingRun, loss: float, batch: int) -> None:
+        if self.bar is not None:
+            bpd = bits_per_dim(-loss, run.dims, not run.module.discrete)
+            self.bar.set_postfix(loss=f"{loss:.2f}", bpd=f"{bpd:.3f}")
+
+    def on_epoch(self, run: TrainingRun, row: Dict[str, float]) -> None:
+        if self.enabled:
+            tqdm.write(" ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
+                                for k, v in row.items()))
+
+
+class MetricsLog(Callback):
+    """Appends each epoch's row to ``out_dir/metrics.jsonl`` and ``out_dir/metrics.csv``."""
+
+    def __init__(self, out_dir: str):
+        self.out_dir = out_dir
+
+    def on_epoch(self, run: TrainingRun, row: Dict[str, float]) -> None:
+        with open(os.path.join(self.out_dir, "metrics.jsonl"), "a") as f:
+            f.write(json.dumps(row) + "\n")
+        csv_path = os.path.join(self.out_dir, "metrics.csv")
+        new = not os.path.exists(csv_path)
+        with open(csv_path, "a", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=list(row))
+            if new:
+                writer.writeheader()
+            writer.writerow(row)
+
+
+class Checkpointing(Callback):
+    """Writes ``run.path`` (atomically) after every epoch: weights, optimizer, schedule,
+    param store, epoch, step, RNG states and the history including ``row``."""
+
+    def on_epoch(self, run: TrainingRun, row: Dict[str, float]) -> None:
+        save_checkpoint(run.path, run.module, run.optim, run.schedule, row["epoch"], run.step,
+                        run.history + [row])
+
+
+class TimeLimit(Callback):
+    """Stops after the first epoch that ends ``seconds`` after :func:`fit` started (in any
+    process), unless it was the last; the checkpoint is written by then."""
+
+    def __init__(self, seconds: float, say: bool):
+        self.seconds = seconds
+        self.say = say
+
+    def should_stop(self, run: TrainingRun, epoch: int) -> bool:
+        out_of_time = run.elapsed() >= self.seconds
+        if not any_process(out_of_time, run.world, run.device) or epoch + 1 >= run.config.epochs:
+            return False
+        if self.say:
+            tqdm.write(f"time limit of {self.seconds:.0f} s reached after epoch {epoch + 1}; "
+                       "resume=True continues")
+        return True
+
+
+def default_callbacks(run: TrainingRun, progress: bool) -> List[Callback]:
+    """What ``fit``'s options ask for, in the order they run: progress, then (rank 0, with an
+    ``out_dir``) the metrics files and the checkpoint, then the time limit."""
+    callbacks: List[Callback] = [Progress(progress)]
+    if run.path is not None and run.rank == 0:
+        callbacks += [MetricsLog(run.config.out_dir), Checkpointing()]
+    if run.config.time_limit is not None:
+        callbacks.append(TimeLimit(run.config.time_limit, progress))
+    return callbacks
