@@ -28,7 +28,7 @@ import torch
 from flowvae.data import DATASETS, load_dataset
 from flowvae.infer import bits_per_dim, iwae_log_likelihood, plot_training_curve, save_grid
 from flowvae.models import VAE, VAPNEV, FlowDensity
-from flowvae.models.components import DEQUANTIZATIONS
+from flowvae.parts import DEQUANTIZATIONS
 from flowvae.train import fit
 
 
