@@ -33,7 +33,7 @@ from flowvae.infer import (
 )
 from flowvae.infer.objectives import FREE_BITS_GROUPS
 from flowvae.models import VAPNEV
-from flowvae.models.components import DEQUANTIZATIONS
+from flowvae.parts import DEQUANTIZATIONS
 from flowvae.train import PRECISIONS, evaluate_elbo, fit
 
 PLAIN_ELBO = "plain-elbo"  # the sub-folder of the comparison run
