@@ -242,7 +242,7 @@ def _gib(value: Optional[float]) -> str:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> dict:
-    from benchmarks.transforms import machine_info
+    from benchmarks.harness import machine_info
 
     cfg = parse_args(argv)
     os.makedirs(cfg.out, exist_ok=True)

@@ -68,7 +68,7 @@ from torch.distributions import kl_divergence
 
 if __package__ in (None, ""):  # python benchmarks/steps.py: the repository root on the path
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from benchmarks.transforms import (  # noqa: E402
+from benchmarks.harness import (  # noqa: E402
     count_flops,
     log,
     machine_info,
