@@ -11,7 +11,12 @@ import pytest
 import torch
 
 from flowvae.models import MODELS, SRVAE, VAE, VAPNEV, FlowPriorVAE, SequentialVAE
-from flowvae.nn.init import DataDependentInit, data_init_modules, needs_data_init
+from flowvae.nn.init import (
+    DataDependentInit,
+    data_init_modules,
+    needs_data_init,
+    normalize_convolutions,
+)
 from flowvae.train import CHECKPOINT, FitConfig, fit, initialize_on_data, load_model
 from flowvae.transforms import ActNorm
 
@@ -120,7 +125,7 @@ def test_data_dependent_initialisation_is_found_by_protocol_not_by_name():
     vae.extra = _Initialised()
     assert data_init_modules(vae) == [vae.extra] and needs_data_init(vae)
     norm = ActNorm(3)
-    assert data_init_modules(norm) == [norm]  # registered from the transforms package
+    assert data_init_modules(norm) == [norm]  # nflows' ActNorm, registered by flowvae.nn.init
     vapnev = VAPNEV((1, 8, 8), latent_dim=2, hidden=4,
                     flow_kwargs=dict(hidden_channels=4, num_blocks=1))
     flags = [m for m in data_init_modules(vapnev)]
@@ -225,3 +230,28 @@ def test_no_import_cycles_and_the_lower_layers_never_import_models():
         if module not in state:
             visit(module, [module])
     assert not cycles, cycles
+
+
+class _Gate(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv = torch.nn.Conv2d(4, 4, 1)
+
+    def forward(self, x):
+        return x * torch.sigmoid(self.conv(x))
+
+
+def test_normalize_convolutions_standardises_all_but_the_last_and_the_skipped():
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Conv2d(1, 4, 3), _Gate(), torch.nn.Conv2d(4, 4, 3),
+                              torch.nn.ReLU(), torch.nn.Conv2d(4, 2, 1))
+    x = torch.randn(64, 1, 10, 10) * 5 + 3
+    gate, last = net[1].conv.weight.clone(), net[4].weight.clone()
+    assert normalize_convolutions(lambda: net(x), [net], skip=(_Gate,)) == 2
+    with torch.no_grad():
+        for upto in (1, 3):  # the outputs of the two initialised convolutions
+            out = net[:upto](x)
+            torch.testing.assert_close(out.mean((0, 2, 3)), torch.zeros(4), atol=1e-5, rtol=0)
+            torch.testing.assert_close(out.std((0, 2, 3), correction=0), torch.ones(4),
+                                       atol=1e-4, rtol=0)
+    assert torch.equal(net[1].conv.weight, gate) and torch.equal(net[4].weight, last)

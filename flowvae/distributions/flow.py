@@ -9,6 +9,8 @@ from pyro.distributions import TorchDistribution
 from torch import Size, Tensor
 from torch.distributions import Normal, constraints
 
+from flowvae.nn.init import data_init_modules
+
 
 def cache_key(module, *tensors: Optional[Tensor]) -> Optional[Tuple]:
     """What a cached result of ``module`` on ``tensors`` depends on besides their identity: the
@@ -25,14 +27,13 @@ def cache_key(module, *tensors: Optional[Tensor]) -> Optional[Tuple]:
 
 
 def awaits_data_init(module) -> bool:
-    """Whether ``module`` is in training mode and holds a data-dependent layer (a submodule
-    with an ``initialized`` buffer, e.g. ActNorm) not yet initialised."""
+    """Whether ``module`` is in training mode and holds a data-dependent layer
+    (:class:`flowvae.nn.init.DataDependentInit`, e.g. ActNorm) not yet initialised."""
     if not getattr(module, "training", False) or not hasattr(module, "modules"):
         return False
-    for m in module.modules():
-        flag = m._buffers.get("initialized")
+    for m in data_init_modules(module):
         # ActNorm's host copy of the flag spares a device synchronisation once it is set
-        if flag is not None and not getattr(m, "_known_initialized", False) and not bool(flag):
+        if not getattr(m, "_known_initialized", False) and not bool(m.initialized):
             return True
     return False
 

@@ -18,7 +18,7 @@ from flowvae.models.base import PyroModel, pyro_program
 from flowvae.models.vae import DATA_PLATE, VAE, batch_size_of
 from flowvae.nn import DenseDecoder, DenseEncoder, DenseNet
 from flowvae.nn.densenet import ChannelAttention
-from flowvae.nn.init import DataDependentInit
+from flowvae.nn.init import DataDependentInit, normalize_convolutions
 from flowvae.parts import DiagonalNormalGuide, FlowPrior, LogisticMixtureLikelihood
 
 __all__ = ["FlowPriorVAE", "SRVAE", "data_dependent_init", "downscale", "LATENT_U", "LATENT_Z",
@@ -51,12 +51,13 @@ def downscale(x: Tensor, factor: int = 2) -> Tensor:
 @torch.no_grad()
 def data_dependent_init(forward: Callable[[], object], networks: Sequence[nn.Module],
                         eps: float = 1e-6) -> int:
-    r"""Data-dependent initialisation (Salimans & Kingma, 2016) of the plain convolutions of
-    ``networks``: ``forward()`` (a pass through the model on one batch) runs twice without
-    gradients; in the second run every ``Conv2d`` / ``ConvTranspose2d``, in the order they run,
-    gets ``w <- w / s`` and ``b <- (b - m) / s`` per output channel, ``m`` and ``s`` the mean
-    and standard deviation of its output on the batch (over batch and positions), so that its
-    output has mean 0 and standard deviation 1 and the layers after it see normalised inputs.
+    r"""srVAE's data-dependent initialisation: :func:`flowvae.nn.init.normalize_convolutions`
+    with the gates of :class:`~flowvae.nn.densenet.ChannelAttention` left alone. ``forward()``
+    (a pass through the model on one batch) runs twice without gradients; in the second run
+    every ``Conv2d`` / ``ConvTranspose2d``, in the order they run, gets ``w <- w / s`` and
+    ``b <- (b - m) / s`` per output channel, ``m`` and ``s`` the mean and standard deviation
+    of its output on the batch (over batch and positions), so that its output has mean 0 and
+    standard deviation 1 and the layers after it see normalised inputs.
     Left alone (PyTorch's default initialisation, small outputs): the last convolution each
     network runs (the network's output: a distribution's parameters, or features that
     another network reads) and the gates of :class:`~flowvae.nn.densenet.ChannelAttention`
@@ -87,54 +88,7 @@ def data_dependent_init(forward: Callable[[], object], networks: Sequence[nn.Mod
         >>> data_dependent_init(lambda: net(z), [net])
         8
     """
-    gates = {id(m) for net in networks for a in net.modules() if isinstance(a, ChannelAttention)
-             for m in a.modules()}
-    convs = {id(m): m for net in networks for m in net.modules()
-             if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)) and id(m) not in gates}
-    order: List[int] = []
-
-    def record(module, inputs, output):
-        if id(module) not in order:
-            order.append(id(module))
-
-    handles = [m.register_forward_hook(record) for m in convs.values()]
-    try:
-        forward()
-    finally:
-        for h in handles:
-            h.remove()
-    last = set()
-    for net in networks:
-        own = {id(m) for m in net.modules()}
-        ran = [i for i in order if i in own]
-        if ran:
-            last.add(ran[-1])
-    todo = {i for i in order if i not in last}
-
-    def normalise(module, inputs, output):
-        if id(module) not in todo:
-            return None
-        todo.discard(id(module))
-        mean = output.mean((0, 2, 3))
-        scale = 1 / (output.std((0, 2, 3), correction=0) + eps)
-        # Conv2d weights are (out, in, k, k), ConvTranspose2d weights (in, out, k, k)
-        dim = 1 if isinstance(module, nn.ConvTranspose2d) else 0
-        shape = [1] * module.weight.dim()
-        shape[dim] = -1
-        module.weight.mul_(scale.view(shape))
-        if module.bias is None:  # the mean stays
-            return output * scale.view(1, -1, 1, 1)
-        module.bias.sub_(mean).mul_(scale)
-        return (output - mean.view(1, -1, 1, 1)) * scale.view(1, -1, 1, 1)
-
-    count = len(todo)
-    handles = [convs[i].register_forward_hook(normalise) for i in todo]
-    try:
-        forward()
-    finally:
-        for h in handles:
-            h.remove()
-    return count
+    return normalize_convolutions(forward, networks, skip=(ChannelAttention,), eps=eps)
 
 
 def _temper(d: DiscretizedLogisticMixture, temperature: float,

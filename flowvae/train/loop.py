@@ -17,7 +17,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DistributedSampler
 
 from flowvae.infer.evaluate import bits_per_dim, evaluate
-from flowvae.train.callbacks import Callback, default_callbacks
+from flowvae.train.callbacks import Callback, Progress, default_callbacks
 from flowvae.train.checkpoint import (
     check_compatible,
     read_checkpoint,
@@ -208,7 +208,7 @@ def train_epoch(run: TrainingRun, epoch: int, callbacks: Sequence[Callback]) -> 
         TrainingDiverged: a non-finite loss, before the optimizer applies it.
     """
     run.module.train()
-    progress = next((c for c in callbacks if hasattr(c, "wrap")), None)
+    progress = next((c for c in callbacks if isinstance(c, Progress)), None)
     batches = run.batches(epoch)
     if progress is not None:
         batches = progress.wrap(run, batches, epoch)

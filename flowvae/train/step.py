@@ -14,9 +14,8 @@ from pyro.infer import JitTrace_ELBO, Trace_ELBO, TraceMeanField_ELBO
 from torch import Tensor, nn
 
 from flowvae.infer.device_elbo import DeviceTrace_ELBO
-from flowvae.nn.init import needs_data_init, register_data_init
+from flowvae.nn.init import needs_data_init
 from flowvae.train.distributed import any_process
-from flowvae.transforms.normalization import ActNorm
 
 __all__ = ["ELBOS", "OPTIMIZERS", "DifferentiableELBO", "TrainingDiverged", "initialize_on_data",
            "trainable_parameters", "training_step"]
@@ -25,10 +24,6 @@ __all__ = ["ELBOS", "OPTIMIZERS", "DifferentiableELBO", "TrainingDiverged", "ini
 OPTIMIZERS = {"adam": torch.optim.Adam, "adamax": torch.optim.Adamax}
 #: the Pyro ELBOs :func:`~flowvae.train.fit` takes by name
 ELBOS = {"trace": DeviceTrace_ELBO, "meanfield": TraceMeanField_ELBO, "jit": JitTrace_ELBO}
-
-
-# ActNorm (nflows' data-dependent ActNorm) lives in transforms, below nn.init's users
-register_data_init(ActNorm)
 
 
 class TrainingDiverged(FloatingPointError):
