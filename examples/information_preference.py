@@ -89,7 +89,7 @@ CHOICES = {"dataset": ("binarized-mnist", "mnist", "fashion-mnist", "digits"),
 
 
 def parse_args(argv=None) -> Config:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0],
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("--paper", action="store_true",
                         help=f"longer training, {PAPER}; flags given with it still win")

@@ -71,7 +71,7 @@ CHOICES = {"binarize": ("fixed", "dynamic"), "models": Config.models}
 
 
 def parse_args(argv=None) -> Config:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0],
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("--paper", action="store_true",
                         help=f"the report's sizes, {PAPER}; flags given with it still win")

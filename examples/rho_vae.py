@@ -85,7 +85,7 @@ CHOICES = {"datasets": ("mnist", "fashion-mnist"), "models": VARIANTS}
 
 
 def parse_args(argv=None) -> Config:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0],
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("--paper", action="store_true",
                         help=f"a paper-length run, {PAPER}; flags given with it still win")

@@ -65,7 +65,7 @@ HELP = {"datasets": "datasets to run, one after the other (several allowed)",
 
 
 def parse_args(argv=None) -> Config:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0],
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("--paper", action="store_true",
                         help=f"full-length training, {PAPER}; flags given with it still win")

@@ -89,7 +89,7 @@ CHOICES = {"dataset": DATASETS, "models": MODELS}
 
 
 def parse_args(argv=None) -> Config:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0],
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("--paper", action="store_true",
                         help=f"the paper's data and length, {PAPER}; flags given with it win")

@@ -130,7 +130,7 @@ HELP = {"dataset": "training and test images", "epochs": "training epochs per mo
 
 
 def parse_args(argv=None) -> Config:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0],
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("--paper", action="store_true",
                         help=f"paper sizes on MNIST, {PAPER}; flags given with it still win")
