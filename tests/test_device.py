@@ -29,6 +29,7 @@ from flowvae.models import (
     SequentialVAE,
     posterior_flow_vae,
 )
+from flowvae.parts import LIKELIHOODS
 from flowvae.train import DifferentiableELBO, initialize_on_data, training_step
 from flowvae.transforms import ConditionalRealNVP
 
@@ -156,6 +157,12 @@ MODELS = [
     Model("realnvp-posterior", lambda: posterior_flow_vae("realnvp", 2, (1, 8, 8),
                                                           latent_dim=2, hidden=8, flow_hidden=8)),
 ]
+
+# every other registered likelihood in the generic VAE: a new likelihood file is tested here too
+_COVERED = {"bernoulli", "gaussian", "logistic", "flow", "pixelcnn"}
+MODELS += [Model(f"vae-{name}", lambda name=name: VAE((1, 8, 8), latent_dim=2, hidden=8,
+                                                      likelihood=name))
+           for name in LIKELIHOODS if name not in _COVERED]
 
 
 def prepared(config: Model, device: str) -> Tuple[object, torch.Tensor, torch.Tensor]:
