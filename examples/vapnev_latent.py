@@ -123,34 +123,36 @@ def run(name: str, c: Config, train, test) -> dict:
 
 
 def plot(rows, path: str, title: str) -> str:
-    """Rate against distortion, one labelled point per setting, with lines of equal -ELBO."""
+    """Rate against distortion: one numbered point per setting, a legend with each setting's
+    bits/dim and labels kept, and grey lines of equal -ELBO."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(7.5, 5.5), dpi=120)
+    fig, ax = plt.subplots(figsize=(10, 5.5), dpi=110)
     rates = [r["rate_z"] for r in rows]
     distortions = [r["distortion_8bit"] for r in rows]
-    for r, x, y in zip(rows, rates, distortions):
+    for i, (r, x, y) in enumerate(zip(rows, rates, distortions), start=1):
         marker = "s" if r["setting"] in ("no-z", "logistic") else "o"
         kept = f", {r['labels_kept']:.0%} labels" if "labels_kept" in r else ""
-        ax.scatter(x, y, marker=marker, s=40)
-        ax.annotate(f"{r['label']}\n{r['bpd']:.3f} bits/dim{kept}", (x, y), fontsize=7,
-                    xytext=(5, 4), textcoords="offset points")
-    low, high = min(r + d for r, d in zip(rates, distortions)), max(
-        r + d for r, d in zip(rates, distortions))
-    top = max(rates) * 1.15 + 1
-    for level in torch.linspace(low, high, 4).tolist():  # rate + distortion = -ELBO
+        ax.scatter(x, y, marker=marker, s=45, zorder=3,
+                   label=f"{i}  {r['label']}: {r['bpd']:.3f} bits/dim{kept}")
+        ax.annotate(str(i), (x, y), fontsize=8, xytext=(4, 4), textcoords="offset points")
+    totals = [r + d for r, d in zip(rates, distortions)]
+    top = max(rates) * 1.1 + 1
+    for level in torch.linspace(min(totals), max(totals), 4).tolist():  # rate + distortion
         ax.plot([0, top], [level, level - top], color="0.85", lw=0.8, zorder=0)
     ax.set_xlim(-0.5, top)
-    pad = (max(distortions) - min(distortions)) * 0.15 + 1
+    pad = (max(distortions) - min(distortions)) * 0.08 + 1
     ax.set_ylim(min(distortions) - pad, max(distortions) + pad)
     ax.set_xlabel("rate: KL(q(z|x) || p(z)), nats per image")
     ax.set_ylabel("distortion: -E_q log P(x|z), nats per 8-bit image")
     ax.set_title(title, fontsize=9)
-    fig.text(0.01, 0.01, "grey lines: equal -ELBO (rate + distortion); squares: references",
-             fontsize=7, color="0.4")
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False,
+              title="setting (test ELBO bits/dim, labels kept)", title_fontsize=8)
+    fig.text(0.01, 0.01, "grey lines: equal -ELBO (rate + distortion); squares: references "
+             "without z in the flow", fontsize=7, color="0.4")
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
