@@ -17,7 +17,7 @@ from flowvae.nn.init import (
     needs_data_init,
     normalize_convolutions,
 )
-from flowvae.train import CHECKPOINT, FitConfig, fit, initialize_on_data, load_model
+from flowvae.train import CHECKPOINT, Callback, FitConfig, fit, initialize_on_data, load_model
 from flowvae.transforms import ActNorm
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -255,3 +255,35 @@ def test_normalize_convolutions_standardises_all_but_the_last_and_the_skipped():
             torch.testing.assert_close(out.std((0, 2, 3), correction=0), torch.ones(4),
                                        atol=1e-4, rtol=0)
     assert torch.equal(net[1].conv.weight, gate) and torch.equal(net[4].weight, last)
+
+
+class _Recorder(Callback):
+    """A KL warm-up on the VAE's beta as a schedule, and a stop after ``stop_after`` epochs."""
+
+    def __init__(self, warmup_steps, stop_after):
+        self.warmup_steps, self.stop_after = warmup_steps, stop_after
+        self.betas, self.losses, self.rows = [], [], []
+
+    def on_step(self, run, loss, batch):
+        self.betas.append(run.module.beta)  # the weight the step just used
+        self.losses.append(loss)
+        run.module.beta = min(1.0, (run.step + 1) / self.warmup_steps)  # the next step's
+
+    def on_epoch(self, run, row):
+        self.rows.append(dict(row))
+
+    def should_stop(self, run, epoch):
+        return epoch + 1 >= self.stop_after
+
+
+def test_callbacks_see_every_step_and_epoch_and_can_schedule_and_stop():
+    torch.manual_seed(0)
+    vae = VAE((1, 8, 8), latent_dim=2, hidden=8, beta=0.25)
+    data = torch.randint(0, 2, (32, 1, 8, 8), dtype=torch.uint8)
+    recorder = _Recorder(warmup_steps=4, stop_after=2)
+    history = fit(vae, data, epochs=5, batch_size=8, progress=False, callbacks=[recorder])
+    assert [row["epoch"] for row in history] == [1, 2]  # stopped by the callback
+    assert recorder.betas == [0.25, 0.5, 0.75, 1.0, 1.0, 1.0, 1.0, 1.0]
+    assert recorder.rows == history
+    for row, losses in zip(history, (recorder.losses[:4], recorder.losses[4:])):
+        assert row["train_nelbo"] == pytest.approx(sum(losses) / 4)  # equal batches of 8
