@@ -130,6 +130,7 @@ class TrainingRun:
         if config.out_dir is not None and rank == 0:
             os.makedirs(config.out_dir, exist_ok=True)
         run._build_objective()
+        run.started = time.time()  # the time limit counts from here, as it always has
         state = run._resume() if config.resume else None
         run._build_optimizer(state)
         return run
