@@ -2,7 +2,10 @@
 standard-normal-prior VAE with the same DenseNet networks and training budget.
 
 Prints the test ELBO terms (RE_x, RE_y, KL_z, KL_u in nats, as the paper's Table 1), bits/dim
-by ELBO and IWAE, and the PSNR of super_resolve(y) against bicubic upsampling of y; writes
+by ELBO and IWAE, and the PSNR of super_resolve(y) against bicubic upsampling of y, then the
+latent diagnostics on the same test images: rate (KL per site u, z, nats), distortion (minus
+the observations' expected log-likelihood, nats), active units of u and z (Burda et al. 2016)
+and the estimates of I(x; u), I(x; z); writes
 grids of generations (y, then x), reconstructions and super-resolutions, and training curves.
 All three models start from the same data-dependent initialisation (--no-data-init: PyTorch's
 default, under which srVAE's z collapses).
@@ -19,6 +22,7 @@ whole test set; the network widths stay the flags'), and flags given next to it 
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import time
 from dataclasses import dataclass, fields
@@ -36,7 +40,7 @@ from flowvae.infer import (
 )
 from flowvae.models import SRVAE, VAE, FlowPriorVAE
 from flowvae.models.srvae import data_dependent_init
-from flowvae.train import fit
+from flowvae.train import evaluate_elbo, fit
 
 MODELS = ("normal", "flow", "srvae")
 
@@ -161,6 +165,8 @@ def evaluate(name, model, test, c: Config):
                                             num_samples=c.iwae, chunk_size=min(c.iwae, 50))
                         for i in range(0, len(x), 50)])
     row["iwae_bpd"] = bits_per_dim(log_px.mean().item(), dims, dequantized=False)
+    # rate per latent site, distortion, active units, I(x; z): every term at weight 1
+    row.update(evaluate_elbo(model, test))
     if name == "srvae":
         x = model.preprocess(test[:500])
         y = model.downscale(x)
@@ -198,6 +204,23 @@ def save_grids(name, model, test, out):
                   else 8, row_labels=rows.get(key), title=f"{name}: {key.replace('_', ' ')}")
 
 
+def print_latent_table(results: dict, units: int, images: int) -> None:
+    """Rate (KL per site), distortion, active units and I(x; site) of each model, nats per
+    image; srVAE's distortion counts both observations (-E_q log p(x|y,z) - log p(y|u))."""
+    def cell(row, key):
+        if key not in row:  # a single-level model has no u
+            return "-"
+        return f"{row[key]}/{units}" if key.startswith("active") else f"{row[key]:.2f}"
+
+    keys = ["rate_u", "rate_z", "distortion", "active_units_u", "active_units_z",
+            "mutual_info_u", "mutual_info_z"]
+    print("\n| model | " + " | ".join(keys) + " |\n|" + "---|" * (len(keys) + 1))
+    for name, row in results.items():
+        print(f"| {name} | " + " | ".join(cell(row, k) for k in keys) + " |")
+    print(f"(latent diagnostics on {images} test images, nats per image: rate = KL(q || p) per "
+          f"site, distortion = -E_q log p(observations | latents), active units of {units})")
+
+
 def main(c: Config) -> dict:
     pad = 32 if c.dataset in ("mnist", "fashion-mnist") else None
     train = load_dataset(c.dataset, "train", pad_to=pad).images[: c.train_size or None]
@@ -231,6 +254,7 @@ def main(c: Config) -> dict:
         print(f"| {name} | " + " | ".join(cells) + " |")
     print(f"(IWAE: K={c.iwae} on {min(c.iwae_images or len(test), len(test))} test images; "
           f"ELBO terms on {len(test)})")
+    print_latent_table(results, math.prod(c.latent_shape), len(test))
     return results
 
 

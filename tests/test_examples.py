@@ -3,6 +3,7 @@
 import glob
 import importlib.util
 import itertools
+import math
 import os
 import re
 import shlex
@@ -67,7 +68,7 @@ def test_vapnev_comparison_example_runs_all_four_models(tmp_path, load_example):
 
 
 def test_srvae_example_compares_three_models_and_writes_grids(tmp_path, monkeypatch, data_root,
-                                                             load_example):
+                                                             load_example, capsys):
     monkeypatch.setenv("FLOWVAE_DATA", data_root)
     example = load_example("srvae")
     config = example.Config(epochs=1, max_steps_per_epoch=1, train_size=32, eval_images=20,
@@ -77,6 +78,14 @@ def test_srvae_example_compares_three_models_and_writes_grids(tmp_path, monkeypa
     assert set(results) == {"normal", "flow", "srvae"}
     assert all(row["iwae_bpd"] > 0 for row in results.values())
     assert {"psnr_bicubic", "psnr_sample", "psnr_mean", "RE_y", "KL_u"} <= set(results["srvae"])
+    for name, row in results.items():  # the latent diagnostics, per site (srVAE: u and z)
+        sites = "uz" if name == "srvae" else "z"
+        keys = ["distortion", *(f"{k}_{s}" for s in sites
+                                for k in ("rate", "active_units", "mutual_info"))]
+        assert all(math.isfinite(row[k]) for k in keys), (name, row)
+        assert 0 <= row["active_units_z"] <= 2 * 8 * 8 and row["rate_z"] > 0
+    assert "| model | rate_u | rate_z | distortion | active_units_u | active_units_z |" in (
+        capsys.readouterr().out)
     for name in ("srvae_generations_y", "srvae_generations_x", "srvae_super_resolution",
                  "flow_generations", "normal_reconstructions"):
         assert (tmp_path / f"{name}.png").stat().st_size > 0, name
