@@ -3,6 +3,7 @@ set up once, :func:`train_epoch`, the test evaluation, :mod:`~flowvae.train.call
 
 from __future__ import annotations
 
+import copy
 import math
 import os
 import sys
@@ -31,8 +32,10 @@ from flowvae.train.step import (
     ELBOS,
     OPTIMIZERS,
     DifferentiableELBO,
+    TrainingDiverged,
     diverged,
     initialize_on_data,
+    is_numerical_error,
     trainable_parameters,
     training_step,
 )
@@ -96,6 +99,7 @@ class TrainingRun:
     step: int = 0
     history: List[Dict[str, float]] = field(default_factory=list)
     started: float = field(default_factory=time.time)
+    good: Optional[Dict[str, Any]] = None  # the last good state, see remember()
 
     @property
     def dims(self) -> int:
@@ -164,9 +168,10 @@ class TrainingRun:
         try:
             self.params = trainable_parameters(self.module, self.images[:2].to(self.device))
         except ValueError as err:  # Pyro validation rejecting NaN distribution parameters
-            if all(torch.isfinite(p).all() for p in self.module.parameters()):
+            if not is_numerical_error(err):
                 raise
-            raise diverged(float("nan"), self.step + 1, self.start_epoch, self.path) from err
+            raise diverged(str(err), self.step + 1, self.start_epoch, self.path,
+                           "the model was not trained") from err
         self.optim = OPTIMIZERS[self.config.optimizer](self.params, lr=self.config.lr)
         self.schedule = torch.optim.lr_scheduler.ExponentialLR(self.optim,
                                                                gamma=self.config.lr_decay)
@@ -176,6 +181,38 @@ class TrainingRun:
             set_rng_state(state["rng"])
             if self.rank:  # the checkpoint holds rank 0's streams; the others need their own
                 pyro.set_rng_seed(self.config.seed + self.rank + 7919 * self.start_epoch)
+        self.remember()
+
+    def remember(self) -> None:
+        """Keep a copy of the model, the other trained tensors and the optimizer as the last
+        good state (after each finished epoch: the checkpoint's state), in memory: one copy
+        of the weights and the optimizer's moments, no file read when restoring."""
+        self.good = {"module": copy.deepcopy(self.module.state_dict()),
+                     "params": [p.detach().clone() for p in self.params],
+                     "optim": copy.deepcopy(self.optim.state_dict()),
+                     "epoch": self.history[-1]["epoch"] if self.history else self.start_epoch}
+
+    def restore(self) -> str:
+        """Put back the state :meth:`remember` kept; returns what it restored, in words."""
+        self.module.load_state_dict(self.good["module"])
+        with torch.no_grad():
+            for param, value in zip(self.params, self.good["params"]):
+                param.copy_(value)
+        self.optim.load_state_dict(self.good["optim"])
+        epoch = self.good["epoch"]
+        when = f"after epoch {epoch}" if epoch else "before training"
+        return (f"the model and optimizer in memory were restored to their state {when} "
+                "(a copy kept in memory)")
+
+    def diverged(self, err: BaseException, epoch: int,
+                 x: Optional[Tensor] = None) -> TrainingDiverged:
+        """The error of ``fit`` for ``err`` at the current step on the batch ``x``, with the
+        state restored; a batch holding NaN or infinity is named as the cause."""
+        reason = str(err)
+        if x is not None and x.is_floating_point() and not bool(torch.isfinite(x).all()):
+            reason = (f"the batch holds {int(torch.isnan(x).sum())} NaN and "
+                      f"{int(torch.isinf(x).sum())} infinite values after module.preprocess")
+        return diverged(reason, self.step, epoch, self.path, self.restore())
 
     def batches(self, epoch: int) -> List[Tensor]:
         """This process's index batches of epoch ``epoch``: the same global batches for one and
@@ -206,7 +243,8 @@ def train_epoch(run: TrainingRun, epoch: int, callbacks: Sequence[Callback]) -> 
     ``peak_memory_gib`` on CUDA).
 
     Raises:
-        TrainingDiverged: a non-finite loss, before the optimizer applies it.
+        TrainingDiverged: a non-finite loss or gradient, or a distribution refusing its
+            parameters, before the optimizer applies it; the last good state restored.
     """
     run.module.train()
     progress = next((c for c in callbacks if isinstance(c, Progress)), None)
@@ -237,17 +275,24 @@ def _bpd(run: TrainingRun, nelbo: float) -> float:
 
 
 def _step(run: TrainingRun, x: Tensor, epoch: int) -> float:
-    """One optimizer step on the observation ``x``; its loss per image."""
+    """One optimizer step on the observation ``x``; its loss per image.
+
+    Raises:
+        TrainingDiverged: a non-finite loss or gradient, or a distribution refusing its
+            parameters; the last good state restored.
+    """
     run.step += 1
     try:
         value = float(training_step(run.objective, run.optim, run.params, x,
                                     run.config.clip_norm, run.world))
-    except ValueError as err:  # Pyro validation rejecting NaN distribution parameters
-        if all(torch.isfinite(p).all() for p in run.params):
+    except TrainingDiverged as err:
+        raise run.diverged(err, epoch, x) from err
+    except ValueError as err:  # Pyro's validation refusing non-finite parameters
+        if not is_numerical_error(err):
             raise
-        raise diverged(float("nan"), run.step, epoch, run.path) from err
-    if not math.isfinite(value):
-        raise diverged(value, run.step, epoch, run.path)
+        raise run.diverged(err, epoch, x) from err
+    if not math.isfinite(value):  # validation off: nothing checked inside the step
+        raise run.diverged(TrainingDiverged(f"the loss is {value}"), epoch, x)
     return value
 
 
@@ -291,8 +336,10 @@ def fit(module, train_data, test_data=None, config: Optional[FitConfig] = None, 
         the metrics history, one dict per epoch.
 
     Raises:
-        TrainingDiverged: a NaN or infinite loss, naming the step and the last good
-            checkpoint, before the optimizer applies it.
+        TrainingDiverged: a NaN or infinite loss or gradient, or a distribution refusing its
+            parameters (Pyro's validation), in a step or the test evaluation; the message
+            names the step, the epoch and the last good checkpoint, and the model and
+            optimizer in memory are restored to their state after the last finished epoch.
         ValueError: bad options, or a checkpoint of another model when resuming.
     """
     config = FitConfig.of(config, options)
@@ -302,10 +349,11 @@ def fit(module, train_data, test_data=None, config: Optional[FitConfig] = None, 
     for epoch in range(run.start_epoch, config.epochs):
         row = train_epoch(run, epoch, hooks)
         if run.rank == 0:
-            row.update(_test_metrics(run))
+            row.update(_test_metrics(run, epoch))
             for hook in hooks:
                 hook.on_epoch(run, row)
         run.history.append(row)
+        run.remember()
         barrier(run.world)  # nobody reads a checkpoint or runs ahead before rank 0 is done
         if any([hook.should_stop(run, epoch) for hook in hooks]):  # every hook, every rank
             break
@@ -313,9 +361,15 @@ def fit(module, train_data, test_data=None, config: Optional[FitConfig] = None, 
     return run.history
 
 
-def _test_metrics(run: TrainingRun) -> Dict[str, float]:
+def _test_metrics(run: TrainingRun, epoch: int) -> Dict[str, float]:
     if run.test_images is None:
         return {}
     run.module.eval()
-    test = evaluate_elbo(run.module, run.test_images, run.config.eval_batch_size, run.device)
+    try:
+        test = evaluate_elbo(run.module, run.test_images, run.config.eval_batch_size,
+                             run.device)
+    except ValueError as err:  # weights that give no valid distribution on the test set
+        if not is_numerical_error(err):
+            raise
+        raise run.diverged(err, epoch) from err
     return {f"test_{key}": value for key, value in test.items()}

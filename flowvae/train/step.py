@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 from typing import List, Optional, Union
 
 import torch
@@ -18,7 +19,7 @@ from flowvae.nn.init import needs_data_init
 from flowvae.train.distributed import any_process
 
 __all__ = ["ELBOS", "OPTIMIZERS", "DifferentiableELBO", "TrainingDiverged", "initialize_on_data",
-           "trainable_parameters", "training_step"]
+           "is_numerical_error", "trainable_parameters", "training_step"]
 
 #: the optimizers :func:`~flowvae.train.fit` takes by name
 OPTIMIZERS = {"adam": torch.optim.Adam, "adamax": torch.optim.Adamax}
@@ -27,17 +28,42 @@ ELBOS = {"trace": DeviceTrace_ELBO, "meanfield": TraceMeanField_ELBO, "jit": Jit
 
 
 class TrainingDiverged(FloatingPointError):
-    """The loss became NaN or infinite; the message names the step and the last checkpoint."""
+    """Training produced a NaN or infinite loss or gradient, or a distribution refused its
+    parameters (Pyro's argument validation). :func:`~flowvae.train.fit`'s message names the
+    step, the epoch, the last good checkpoint and the state the model was restored to;
+    :func:`training_step`'s names only what was not finite."""
 
 
-def diverged(loss: float, step: int, epoch: int, path: Optional[str]) -> TrainingDiverged:
-    """The :class:`TrainingDiverged` error of a non-finite ``loss`` at ``step`` (0-based
-    ``epoch``), naming the last good checkpoint at ``path`` if it exists."""
+#: what torch's distribution argument validation and :func:`flowvae.validation.check_finite`
+#: say about non-finite or out-of-support values: numbers gone bad, not a programming error
+_NUMERICAL_MESSAGES = ("Expected parameter ", "Expected value argument ",
+                       "expected finite values")
+
+
+def is_numerical_error(err: BaseException) -> bool:
+    """Whether ``err``, raised inside a training step, is a distribution or transform
+    refusing non-finite or out-of-support numbers (a divergence), not a wrong shape or type."""
+    return isinstance(err, ValueError) and any(m in str(err) for m in _NUMERICAL_MESSAGES)
+
+
+def diverged(reason: str, step: int, epoch: int, path: Optional[str],
+             restored: str) -> TrainingDiverged:
+    """The :class:`TrainingDiverged` error of ``fit``: ``reason`` (what was not finite) at
+    ``step`` of 0-based ``epoch``, the last good checkpoint at ``path`` (if it exists) and
+    what the in-memory model was ``restored`` to."""
     where = path if path is not None and os.path.exists(path) else "none written"
-    return TrainingDiverged(
-        f"loss is {loss} at step {step} (epoch {epoch + 1}); training stopped before writing "
-        f"any NaN weights. Last good checkpoint: {where}"
-    )
+    reason = _summary(reason)
+    return TrainingDiverged(f"{reason} at step {step} (epoch {epoch + 1}); {restored}. "
+                            f"Last good checkpoint: {where}")
+
+
+def _summary(message: str) -> str:
+    """A validation error's message in one short line: without the offending tensor, the
+    trace Pyro appends, or the distribution's argument shapes."""
+    line = message.strip().split("\n")[0].split(", but found")[0]
+    line = re.sub(r" \(Tensor of shape \([^)]*\)\)", "", line)
+    line = re.sub(r"of distribution (\w+)\(.*\) to satisfy", r"of distribution \1 to satisfy", line)
+    return line[:300]
 
 
 class DifferentiableELBO(nn.Module):
@@ -67,30 +93,42 @@ def training_step(objective: nn.Module, optim: torch.optim.Optimizer, params: Li
     """One optimizer step of :func:`~flowvae.train.fit`: the loss ``objective(x)`` (a
     :class:`DifferentiableELBO`, or its ``DistributedDataParallel`` wrapper with ``world``
     processes), its gradient, the global gradient norm clipped to ``clip_norm``, ``optim``'s
-    update. Returns the loss per data point; a non-finite loss (in any process) is returned
-    without updating anything. With Pyro's validation off (``pyro.enable_validation(False)``)
-    the loss is not checked and is returned as a 0-d tensor: the step reads nothing on the
-    host, so the device never waits for it (the caller decides when to read the value)."""
+    update. Returns the loss per data point.
+
+    With Pyro's validation on (the default), the loss and the gradient's global norm are read
+    on the host in one synchronisation, and if either is NaN or infinite (in any process)
+    nothing is updated and :class:`TrainingDiverged` is raised. With validation off
+    (``pyro.enable_validation(False)``) nothing is checked and the loss is returned as a 0-d
+    tensor: the step reads nothing on the host, so the device never waits for it (the caller
+    decides when to read the value)."""
     optim.zero_grad(set_to_none=True)
     # DDP averages gradients over processes, each holding 1/world of the global batch:
     # times world, it is the gradient of the global batch's summed loss
     loss = objective(x) * world
-    if not is_validation_enabled():
-        _update(loss, optim, params, clip_norm)
-        return loss.detach() / world / len(x)
-    value = loss.item() / world / len(x)
-    if any_process(not math.isfinite(value), world, x.device):
-        return value if not math.isfinite(value) else math.nan
-    _update(loss, optim, params, clip_norm)
-    return value
-
-
-def _update(loss: Tensor, optim: torch.optim.Optimizer, params: List[Tensor],
-            clip_norm: Optional[float]) -> None:
     loss.backward()
-    if clip_norm:
-        torch.nn.utils.clip_grad_norm_(params, clip_norm)
+    checked = is_validation_enabled()
+    grads = [p.grad for p in params if p.grad is not None]
+    norm = torch.nn.utils.get_total_norm(grads) if grads and (checked or clip_norm) else None
+    value = _checked_loss(loss, norm, world) / world / len(x) if checked else None
+    if clip_norm and norm is not None:
+        torch.nn.utils.clip_grads_with_norm_(grads, clip_norm, norm)
     optim.step()
+    return value if checked else loss.detach() / world / len(x)
+
+
+def _checked_loss(loss: Tensor, norm: Optional[Tensor], world: int) -> float:
+    """``loss`` on the host; raise :class:`TrainingDiverged` unless it and the gradients'
+    norm are finite in every process (one host read for both)."""
+    loss = loss.detach()
+    value, norm_value = torch.stack([loss, loss if norm is None else norm.to(loss.dtype)]).tolist()
+    bad = not (math.isfinite(value) and math.isfinite(norm_value))
+    if not any_process(bad, world, loss.device):
+        return value
+    if not math.isfinite(value):
+        raise TrainingDiverged(f"the loss is {value}")
+    if bad:
+        raise TrainingDiverged(f"the gradients' norm is {norm_value}")
+    raise TrainingDiverged("another process's loss or gradients are not finite")
 
 
 def trainable_parameters(module, x: Tensor) -> List[Tensor]:
