@@ -2,8 +2,10 @@
 
 Trains one VAE per posterior on binarized MNIST (Larochelle's fixed binarization; or MNIST with
 dynamic binarization, `--binarize dynamic`), with the same MLP encoder / decoder and Bernoulli
-likelihood for all, and prints per model the test -ELBO, the test NLL by IWAE with K samples
-and the reconstruction term -E_q log p(x|z) (not an NLL), in nats per image.
+likelihood for all, and prints per model the test -ELBO, the test NLL by IWAE with K samples,
+the reconstruction term (distortion) -E_q log p(x|z) (not an NLL), the rate KL(q(z|x) || p(z)),
+in nats per image, the active units of z (Burda et al. 2016) and the estimate of I(x; z) (not
+for planar posteriors, whose density is known only at their own draws).
 
     python examples/posterior_flows.py                       # minutes on CPU: k=2, 2 epochs
     python examples/posterior_flows.py --paper --device cuda  # the report's table (hours)
@@ -27,7 +29,7 @@ import torch
 from flowvae.data import load_dataset
 from flowvae.infer import elbo_per_datapoint, iwae_log_likelihood, plot_training_curve, save_grid
 from flowvae.models import posterior_flow_vae
-from flowvae.train import TrainingDiverged, fit
+from flowvae.train import TrainingDiverged, evaluate_elbo, fit
 from flowvae.transforms.conditioners import parameter_count
 
 
@@ -109,7 +111,9 @@ def load(config: Config):
 
 @torch.no_grad()
 def evaluate(model, images, config: Config, batch_size: int = 100) -> dict:
-    """Means over ``images``: -ELBO (10 samples), IWAE NLL, -E_q log p(x|z) (10 samples)."""
+    """Means over ``images``: -ELBO (10 samples), IWAE NLL, -E_q log p(x|z) (10 samples), and
+    :func:`flowvae.train.evaluate_elbo`'s latent diagnostics (one draw per image): distortion,
+    rate, rate_z, active_units_z and (but for planar posteriors) mutual_info_z."""
     device = next(model.parameters()).device
     total = dict(nelbo=0.0, nll=0.0, recon=0.0)
     for start in range(0, len(images), batch_size):
@@ -119,7 +123,9 @@ def evaluate(model, images, config: Config, batch_size: int = 100) -> dict:
                                             chunk_size=min(config.iwae, 100)).sum().item()
         z = model.posterior(x).sample((10,))
         total["recon"] -= model.likelihood(z).log_prob(x).mean(0).sum().item()
-    return {key: value / len(images) for key, value in total.items()}
+    diagnostics = evaluate_elbo(model, images)
+    del diagnostics["nelbo"], diagnostics["bpd"]  # the 10-sample -ELBO above is less noisy
+    return {**{key: value / len(images) for key, value in total.items()}, **diagnostics}
 
 
 def main(config: Config) -> list:
@@ -161,14 +167,18 @@ def main(config: Config) -> list:
         plot_training_curve(os.path.join(out, "metrics.csv"), title=name)
 
     print(f"\n| posterior | flow steps | parameters | train min | test -ELBO | test NLL (IWAE, "
-          f"K={config.iwae}) | -E log p(x|z) |\n|---|---|---|---|---|---|---|")
+          f"K={config.iwae}) | -E log p(x|z) | rate KL | active units | I(x; z) |\n"
+          "|---|---|---|---|---|---|---|---|---|---|")
     for row, (kind, k) in zip(rows, runs):
         steps = {"normal": "-", "realnvp": f"{k} x 2 couplings", "planar": f"{2 * k} planar"}
         if row.get("diverged"):
-            print(f"| {row['model']} | {steps[kind]} | {row['params']:,} | diverged | | | |")
+            print(f"| {row['model']} | {steps[kind]} | {row['params']:,} | diverged |"
+                  + " |" * 6)
             continue
         print(f"| {row['model']} | {steps[kind]} | {row['params']:,} | {row['train_min']:.1f} | "
-              f"{row['nelbo']:.2f} | {row['nll']:.2f} | {row['recon']:.2f} |")
+              f"{row['nelbo']:.2f} | {row['nll']:.2f} | {row['recon']:.2f} | "
+              f"{row['rate_z']:.2f} | {row['active_units_z']}/{config.latent_dim} | "
+              + (f"{row['mutual_info_z']:.2f} |" if "mutual_info_z" in row else "- |"))
     return rows
 
 

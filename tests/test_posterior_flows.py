@@ -160,6 +160,11 @@ def test_example_trains_evaluates_and_prints_the_table(binarize, data_root, tmp_
     assert [row["model"] for row in rows] == ["normal", "realnvp-k1", "planar-k1"]
     for row in rows:
         assert row["nll"] <= row["nelbo"] + 5 and row["recon"] > 0
-    assert "test NLL (IWAE, K=3)" in capsys.readouterr().out
+        keys = ["distortion", "rate_z", "active_units_z"]
+        keys += ["mutual_info_z"] if row["model"] != "planar-k1" else []  # q known at its draws
+        assert all(math.isfinite(row[key]) for key in keys), row
+        assert 0 <= row["active_units_z"] <= D
+    out = capsys.readouterr().out
+    assert "test NLL (IWAE, K=3)" in out and "| rate KL | active units | I(x; z) |" in out
     for name in ("samples.png", "training_curve.png"):
         assert (tmp_path / "planar-k1" / name).stat().st_size > 0, name
