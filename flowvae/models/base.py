@@ -6,11 +6,12 @@ import functools
 import inspect
 import itertools
 from collections import defaultdict
-from typing import Any, Callable, Dict, Iterator, Mapping, Optional, TypeVar
+from typing import Any, Callable, Dict, Iterator, Mapping, Optional, Tuple, TypeVar
 
 import pyro
 import torch
 from pyro.nn import PyroModule
+from torch import Tensor
 
 __all__ = ["PyroModel", "pyro_program", "recorded_arguments"]
 
@@ -102,6 +103,9 @@ class PyroModel(PyroModule):
             through the param store (:meth:`load_param_store`).
     """
 
+    #: the image shape ``(C, H, W)`` the model takes
+    shape: Tuple[int, ...]
+
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
         if "__init__" in cls.__dict__:  # record the bound arguments of this constructor
@@ -137,6 +141,28 @@ class PyroModel(PyroModule):
         (``False``); bits/dim (:func:`~flowvae.infer.bits_per_dim`) reads it. By default the
         likelihood part ``p_x`` declares it."""
         return bool(self.p_x.discrete)
+
+    # ------------------------------------------------------------------ the protocol
+    def preprocess(self, x: Tensor) -> Tensor:
+        """``uint8`` images ``(B, *shape)`` to the observation ``model`` and ``guide`` take
+        (e.g. dequantized or binarized pixels)."""
+        raise NotImplementedError(f"{type(self).__name__} does not define preprocess")
+
+    def model(self, x: Optional[Tensor] = None, batch_size: Optional[int] = None):
+        """The Pyro model: scores the observation ``x``, or draws ``batch_size`` of them."""
+        raise NotImplementedError(f"{type(self).__name__} does not define model")
+
+    def guide(self, x: Tensor, batch_size: Optional[int] = None) -> None:
+        """The Pyro guide: draws the latents given the observation ``x``."""
+        raise NotImplementedError(f"{type(self).__name__} does not define guide")
+
+    def generate(self, n: int, temperature: float = 1.0):
+        """``n`` images from the model, in ``[0, 1]``, ``(n, *shape)``."""
+        raise NotImplementedError(f"{type(self).__name__} does not define generate")
+
+    def reconstruct(self, x: Tensor, temperature: float = 1.0):
+        """Images decoded from ``q(z|x)`` for the observation ``x``, in ``[0, 1]``."""
+        raise NotImplementedError(f"{type(self).__name__} has no latent to reconstruct from")
 
     @property
     def name(self) -> str:
