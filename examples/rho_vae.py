@@ -2,8 +2,10 @@
 
 For each dataset, model variant and seed, trains the pair (diagonal, AR(1)) with the same seed
 and budget (dynamically binarized training images, Bernoulli likelihood); prints the test
-negative ELBO per epoch (IWAE NLL every ``--iwae-every`` epochs and at the end) on a fixed
-binarization of the first ``--eval-images`` test images; writes ``results.json`` per dataset,
+negative ELBO per epoch (IWAE NLL every ``--iwae-every`` epochs and at the end), with its rate
+KL(q(z|x) || p(z)) and distortion -E_q log p(x|z) (nats), the active units of z (Burda et al.
+2016) and the estimate of I(x; z), on a fixed binarization of the first ``--eval-images`` test
+images, and a final table of them all; writes ``results.json`` per dataset,
 ``test_loss.png`` (one panel per dataset and variant), and per model of the first seed sample
 and reconstruction grids and a training curve.
 
@@ -40,6 +42,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402  (after choosing the backend)
 
 LABELS = {"normal": "diagonal", "ar1": "AR(1)"}
+DIAGNOSTICS = ("rate_z", "distortion", "active_units_z", "mutual_info_z")
+"""Latent diagnostics of :func:`flowvae.train.evaluate_elbo` kept per epoch and tabulated."""
 
 
 @dataclass(frozen=True)
@@ -116,7 +120,8 @@ def run(config: Config, dataset: str, variant: str, guide: str, seed: int, train
     for epoch in range(1, config.epochs + 1):  # one epoch per call (exact resume), then evaluate
         fit(vae, train, epochs=epoch, batch_size=config.batch_size, lr=config.lr, elbo=elbo,
             out_dir=out, resume=epoch > 1, seed=seed, progress=False, device=config.device)
-        row = {"epoch": epoch, "nelbo": evaluate_elbo(vae, test)["nelbo"]}
+        metrics = evaluate_elbo(vae, test)  # every term at weight 1 (beta, MMD: not counted)
+        row = {"epoch": epoch, **{k: metrics[k] for k in ("nelbo", *DIAGNOSTICS)}}
         if epoch == config.epochs or (config.iwae_every and epoch % config.iwae_every == 0):
             torch.manual_seed(10_000 + seed)  # the same IWAE draws for both guides
             log_px = torch.cat([iwae_log_likelihood(vae.model, vae.guide, vae.preprocess(x),
@@ -125,7 +130,8 @@ def run(config: Config, dataset: str, variant: str, guide: str, seed: int, train
             row["iwae_nll"] = -log_px.mean().item()
         curve.append(row)
         print(f"{dataset:13s} {variant:7s} {LABELS[guide]:8s} seed {seed} epoch {epoch}: "
-              + "  ".join(f"{k} {v:.2f}" for k, v in row.items() if k != "epoch"), flush=True)
+              + "  ".join(f"{k} {v}" if isinstance(v, int) else f"{k} {v:.2f}"
+                          for k, v in row.items() if k != "epoch"), flush=True)
     if seed == config.seeds[0]:
         with torch.no_grad():  # Bernoulli means of z ~ p(z): clearer than binary samples
             means = vae.likelihood(torch.randn(64, config.latent_dim, device=config.device)).mean
@@ -151,25 +157,27 @@ def summarize(config: Config) -> None:
     datasets = sorted({k.split("/")[0] for k in results})
     variants = [v for v in VARIANTS if any(k.split("/")[1] == v for k in results)]
 
-    def finals(cell, guide, key):
+    def finals(cell, guide, key):  # older results.json files lack the latent diagnostics
         return {k.rsplit("/", 1)[1]: r["curve"][-1][key] for k, r in results.items()
-                if k.startswith(f"{cell}/{guide}/")}
+                if k.startswith(f"{cell}/{guide}/") and key in r["curve"][-1]}
 
-    def fmt(values):  # one seed: no spread to show
+    def fmt(values, units=""):  # one seed: no spread to show; units: "/<latent dims>"
         if len(values) == 1:
-            return f"{values[0]:.2f}"
-        return f"{statistics.mean(values):.2f} ± {statistics.stdev(values):.2f}"
+            return f"{values[0]}{units}" if units else f"{values[0]:.2f}"
+        return f"{statistics.mean(values):.2f}{units} ± {statistics.stdev(values):.2f}"
 
-    print("\nfinal test NLL (nats), mean ± std over seeds; diff = AR(1) - diagonal, paired\n"
+    print("\nfinal test NLL, rate, distortion, I(x; z) (nats) and active units of z, mean ± std "
+          "over seeds; diff = AR(1) - diagonal, paired\n"
           "| dataset/variant | metric | diagonal | AR(1) | diff | seeds |\n|" + "---|" * 6)
     for cell, key in itertools.product([f"{d}/{v}" for d in datasets for v in variants],
-                                       ("nelbo", "iwae_nll")):
+                                       ("nelbo", "iwae_nll", *DIAGNOSTICS)):
         diag, ar1 = finals(cell, "normal", key), finals(cell, "ar1", key)
         seeds = sorted(set(diag) & set(ar1))
+        units = f"/{config.latent_dim}" if key.startswith("active_units") else ""
         if seeds:
-            print(f"| {cell} | {key} | {fmt([diag[s] for s in seeds])} | "
-                  f"{fmt([ar1[s] for s in seeds])} | {fmt([ar1[s] - diag[s] for s in seeds])} "
-                  f"| {len(seeds)} |")
+            print(f"| {cell} | {key} | {fmt([diag[s] for s in seeds], units)} | "
+                  f"{fmt([ar1[s] for s in seeds], units)} | "
+                  f"{fmt([ar1[s] - diag[s] for s in seeds])} | {len(seeds)} |")
     fig, axes = plt.subplots(len(datasets), len(variants), squeeze=False,
                              figsize=(2.6 * len(variants), 2.3 * len(datasets)))
     for (i, dataset), (j, variant) in itertools.product(enumerate(datasets), enumerate(variants)):

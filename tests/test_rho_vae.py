@@ -205,7 +205,14 @@ def test_example_runs_every_pair(tmp_path, capsys, monkeypatch, data_root, load_
     runs = example.main(config)
     assert len(runs) == 8
     assert all(math.isfinite(r["curve"][-1]["iwae_nll"]) for r in runs.values())
+    for r in runs.values():  # the latent diagnostics of every epoch's evaluation
+        final = r["curve"][-1]
+        assert all(math.isfinite(final[k]) for k in ("rate_z", "distortion", "active_units_z",
+                                                     "mutual_info_z")), final
+        assert 0 <= final["active_units_z"] <= config.latent_dim
     out = capsys.readouterr().out
     assert "| mnist/infovae | iwae_nll |" in out
+    for key in ("rate_z", "distortion", "active_units_z", "mutual_info_z"):
+        assert f"| mnist/conv | {key} |" in out, key
     for name in ("test_loss.png", "mnist/results.json", "mnist/samples-conv-ar1.png"):
         assert (tmp_path / name).stat().st_size > 0, name
