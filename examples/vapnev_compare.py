@@ -11,13 +11,17 @@ discretized-logistic pixel likelihood, (d) VAPNEV with the concatenation conditi
 The defaults finish in minutes on a CPU; ``--paper`` trains on all of MNIST with the paper's
 latent size (256) and conditioner width (64) for 20 epochs and evaluates every test image, and
 flags given next to it still win. Each model writes samples.png and training_curve.png into
---out/<letter>.
+--out/<letter>. The table has per model the test bits/dim by IWAE and, from the ELBO on the same
+test images, the rate KL(q(z|x) || p(z)) and distortion -E_q log p(x|z) in nats per 8-bit image
+(a density of dequantized pixels gains D log 256), the active units of z (Burda et al. 2016)
+and the estimate of I(x; z); "-" for (b), which has no latent.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import time
 from dataclasses import asdict, dataclass, fields
@@ -29,7 +33,7 @@ from flowvae.data import DATASETS, load_dataset
 from flowvae.infer import bits_per_dim, iwae_log_likelihood, plot_training_curve, save_grid
 from flowvae.models import VAE, VAPNEV, FlowDensity
 from flowvae.parts import DEQUANTIZATIONS
-from flowvae.train import fit
+from flowvae.train import evaluate_elbo, fit
 
 
 @dataclass(frozen=True)
@@ -98,19 +102,49 @@ def main(c: Config) -> list:
                             for chunk in x.split(100)])
         bpd = bits_per_dim(log_px.mean().item(), shape, dequantized=not model.p_x.discrete)
         rows.append(dict(model=name, parameters=count(model), minutes=round(minutes, 2),
-                         test_bpd_iwae=round(bpd, 4)))
+                         test_bpd_iwae=round(bpd, 4), **diagnostics(model, test)))
         save_grid(model.generate(32, temperature=0.8), os.path.join(out, "samples.png"),
                   title=f"{name}: samples, T=0.8")
         plot_training_curve(os.path.join(out, "metrics.csv"), title=name)
         print(rows[-1], flush=True)
     print(f"\n{c.dataset}, {c.epochs} epochs, IWAE K={c.iwae} on {len(test)} test images")
-    print("| model | parameters | minutes | test bits/dim (IWAE) |\n|---|---|---|---|")
-    for r in rows:
-        print(f"| {r['model']} | {r['parameters']:,} | {r['minutes']} | {r['test_bpd_iwae']} |")
+    print_table(rows, c)
     os.makedirs(c.out, exist_ok=True)
     with open(os.path.join(c.out, "results.json"), "w") as f:
         json.dump({"config": asdict(c), "rows": rows}, f, indent=1)
     return rows
+
+
+def diagnostics(model, test) -> dict:
+    """:func:`flowvae.train.evaluate_elbo` on the test images: ``test_nelbo``,
+    ``test_bpd_elbo``, ``distortion``, ``rate`` and per latent site (``z``; with variational
+    dequantization also ``dequantization``) ``rate_<site>``, ``active_units_<site>``,
+    ``mutual_info_<site>``; and ``distortion_8bit``, the distortion of the 8-bit image."""
+    metrics = evaluate_elbo(model, test)
+    metrics["test_nelbo"], metrics["test_bpd_elbo"] = metrics.pop("nelbo"), metrics.pop("bpd")
+    dims = math.prod(model.shape)
+    metrics["distortion_8bit"] = metrics["distortion"] + (
+        0.0 if model.discrete else dims * math.log(256))
+    return metrics
+
+
+def print_table(rows: list, c: Config) -> None:
+    """One row per model; a model without z (b) shows "-" in z's columns."""
+    deq = any("rate_dequantization" in r for r in rows)  # the variational dequantizer's KL
+
+    def cell(r, key, fmt="{:.2f}"):
+        return fmt.format(r[key]) if key in r else "-"
+
+    print("| model | parameters | minutes | test bits/dim (IWAE) | rate z (nats) | "
+          + ("rate dequantization (nats) | " if deq else "")
+          + "distortion (nats, 8-bit) | active units z | I(x; z) (nats) |\n|"
+          + "---|" * (8 + deq))
+    for r in rows:
+        units = f"{r['active_units_z']}/{c.latent_dim}" if "active_units_z" in r else "-"
+        print(f"| {r['model']} | {r['parameters']:,} | {r['minutes']} | {r['test_bpd_iwae']} | "
+              f"{cell(r, 'rate_z')} | "
+              + (f"{cell(r, 'rate_dequantization')} | " if deq else "")
+              + f"{cell(r, 'distortion_8bit')} | {units} | {cell(r, 'mutual_info_z')} |")
 
 
 PAPER = dict(dataset="mnist", train_size=0, eval_images=0, epochs=20, latent_dim=256,

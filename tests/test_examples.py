@@ -52,12 +52,21 @@ def test_ruff_passes():
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-def test_vapnev_comparison_example_runs_all_four_models(tmp_path, load_example):
+def test_vapnev_comparison_example_runs_all_four_models(tmp_path, load_example, capsys):
     example = load_example("vapnev_compare")
     rows = example.main(example.Config(epochs=1, train_size=64, eval_images=8, flow_channels=4,
                                        latent_dim=2, iwae=2, out=str(tmp_path)))
     assert [r["model"][:3] for r in rows] == ["(a)", "(b)", "(c)", "(d)"]
     assert all(r["test_bpd_iwae"] > 0 for r in rows)
+    for r in rows:  # the latent diagnostics; (b), a flow without latent, has no z
+        keys = ["distortion", "distortion_8bit", "rate"]
+        keys += [] if r["model"].startswith("(b)") else ["rate_z", "active_units_z",
+                                                         "mutual_info_z"]
+        assert all(math.isfinite(r[k]) for k in keys), r
+    assert "rate_z" not in rows[1] and 0 <= rows[0]["active_units_z"] <= 2
+    out = capsys.readouterr().out
+    assert "| rate z (nats) | distortion (nats, 8-bit) | active units z | I(x; z) (nats) |" in out
+    assert "| (b) RealNVP, no latent |" in out and "| - | " in out
     assert (tmp_path / "results.json").exists()
     for letter, name in itertools.product("abcd", ("samples.png", "training_curve.png")):
         assert Image.open(tmp_path / letter / name).width >= 400, (letter, name)
