@@ -5,7 +5,9 @@ T-step SequentialVAE and a one-step VAE with the same total latent size and abou
 number of parameters. Prints per step the posterior variance of Proposition 5 (per-pixel MSE of
 the decoder mean to the grey test image, an estimate of E Var_q(x|z_1:t)[x_i]) and the
 sharpness of samples from noise (mean binary entropy of the generated pixel probabilities, in
-bits: lower is sharper) and KL_t, the nats step t's code carries; writes the samples and
+bits: lower is sharper), KL_t, the nats step t's code carries, the active units of z_t
+(Burda et al. 2016), the estimate of I(x; z_t) and the distortion -E_q log p(x|z_1:t) in nats
+(x is observed at every step: the model's distortion is their sum); writes the samples and
 reconstructions after each step. A rerun resumes from the checkpoints in --out.
 
     python examples/sequential_vae.py                      # the docs' CPU run, minutes
@@ -30,7 +32,7 @@ from torch.distributions import kl_divergence
 from flowvae.data import load_dataset
 from flowvae.infer import plot_training_curve, save_grid
 from flowvae.models import SequentialVAE
-from flowvae.train import CHECKPOINT, fit
+from flowvae.train import CHECKPOINT, evaluate_elbo, fit
 
 
 @dataclass(frozen=True)
@@ -127,10 +129,16 @@ def run(dataset: str, config: Config) -> list:
             kls = [float(kl_divergence(q, model.p_z(x)).mean()) for q in model.posteriors(x)]
         samples = model.generate(64, mean=True)
         gates = model.gates.mean(-1).tolist()
-        for t in range(model.steps):
+        diagnostics = evaluate_elbo(model, images)  # active units and I(x; z_t) per step
+        with torch.no_grad():  # -E_q log p(x|z_1:t) per step, z_t ~ q_t(z_t|x)
+            zs = [q.sample() for q in model.posteriors(x)]
+            distortions = [float(-model.p_x(h, z).log_prob(x).mean())
+                           for h, z in zip(model.decode(zs), zs)]
+        for t, site in enumerate(model.latent_sites):
             rows.append((dataset, name, count(model), t + 1, float(variance[t]), kls[t],
                          entropy_bits(samples[t]), gates[t - 1] if t else float("nan"),
-                         minutes))
+                         minutes, diagnostics[f"active_units_{site}"], model.latent_dim,
+                         diagnostics[f"mutual_info_{site}"], distortions[t]))
         steps = [f"step {t + 1}" for t in range(model.steps)]
         save_grid(torch.cat([s[:16] for s in samples]), os.path.join(out, "samples.png"), 16,
                   row_labels=steps, title=f"{name}: samples")
@@ -146,12 +154,13 @@ def main(config: Config) -> list:
     torch.manual_seed(config.seed)
     rows = [row for dataset in config.datasets for row in run(dataset, config)]
     print("\n| dataset | model | params | step | posterior variance / pixel | KL_t (nats) | "
-          "sample entropy (bits/pixel) | gate a_t | train min |")
-    print("|---|---|---|---|---|---|---|---|---|")
-    for d, name, params, t, var, kl, ent, gate, minutes in rows:
+          "sample entropy (bits/pixel) | gate a_t | train min | active units of z_t | "
+          "I(x; z_t) (nats) | distortion -E log p(x|z_1:t) (nats) |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+    for d, name, params, t, var, kl, ent, gate, minutes, units, dims, mi, distortion in rows:
         gate = "-" if t == 1 else f"{gate:.3f}"
         print(f"| {d} | {name} | {params:,} | {t} | {var:.4f} | {kl:.1f} | {ent:.4f} | {gate} "
-              f"| {minutes:.1f} |")
+              f"| {minutes:.1f} | {units}/{dims} | {mi:.2f} | {distortion:.2f} |")
     print(f"grids and training curves under {config.out}/<dataset>/<model>/")
     return rows
 

@@ -272,7 +272,12 @@ def test_sequential_vae_example_runs(tmp_path, capsys, load_example):
                                        epochs=1, max_steps_per_epoch=2, eval_images=20,
                                        out=str(tmp_path)))
     assert [r[3] for r in rows] == [1, 2, 1]  # steps of the sequential model, then the baseline
-    assert "posterior variance" in capsys.readouterr().out
+    for row in rows:  # active units of z_t (of 2, the baseline's of 4), I(x; z_t), distortion_t
+        units, dims, mi, distortion = row[-4:]
+        assert 0 <= units <= dims == (2 if row[1].startswith("sequential") else 4)
+        assert math.isfinite(mi) and math.isfinite(distortion) and distortion > 0
+    out = capsys.readouterr().out
+    assert "posterior variance" in out and "| active units of z_t | I(x; z_t) (nats) |" in out
     for model in ("sequential", "onestep"):
         for grid in ("samples.png", "reconstructions.png"):
             assert (tmp_path / "digits" / model / grid).stat().st_size > 0
