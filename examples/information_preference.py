@@ -5,7 +5,8 @@ MNIST, with R = KL (the ELBO) and with R = 0 (unregularized), through
 ``fit(..., elbo=GeneralizedELBO(kind))``, in rounds of ``--steps-per-round`` SVI steps. After each
 round it prints the estimate of I(x; z) on ``--mi-images`` test images spread over the
 classes (bounded by log M),
-KL(q(z|x) || p(z)) and the per-pixel NLL -E_q log p(x|z) / D. It then writes, for both models,
+KL(q(z|x) || p(z)), the per-pixel NLL -E_q log p(x|z) / D (the distortion per pixel) and the
+active units of z (Burda et al. 2016). It then writes, for both models,
 ancestral samples z ~ p(z), x ~ p(x|z), and the states of the Gibbs chain z ~ q(z|x),
 x ~ p(x|z) started from those samples and from test images. A rerun resumes from the
 checkpoints in --out (and only samples when training is complete). q(z|x)'s scale is softly
@@ -36,6 +37,7 @@ from torch.distributions import kl_divergence
 from flowvae.data import load_dataset
 from flowvae.infer import (
     GeneralizedELBO,
+    active_units,
     gibbs_chain,
     mutual_information,
     plot_training_curve,
@@ -115,12 +117,14 @@ def spread(images, n: int):
 
 @torch.no_grad()
 def measure(model, x_mi, x_eval) -> dict:
-    """I(x; z) on ``x_mi``; KL and the per-pixel reconstruction NLL on ``x_eval`` (nats)."""
+    """I(x; z) on ``x_mi``; KL, the reconstruction NLL (per pixel ``nll``, per image
+    ``distortion``; nats) and the active units of z (of E_q[z|x]'s variance) on ``x_eval``."""
     q = model.posterior(x_eval)
-    nll = -model.likelihood(q.sample()).log_prob(x_eval).mean() / model.num_dims
+    distortion = -model.likelihood(q.sample()).log_prob(x_eval).mean()
     kl = kl_divergence(q, model.p_z(x_eval)).mean()
     return {"mi": float(mutual_information(model.posterior, x_mi)), "kl": float(kl),
-            "nll": float(nll)}
+            "nll": float(distortion) / model.num_dims, "distortion": float(distortion),
+            "active_units": active_units(q.mean)}
 
 
 def train(kind: str, model, train_set, x_mi, x_eval, config: Config):
@@ -136,7 +140,8 @@ def train(kind: str, model, train_set, x_mi, x_eval, config: Config):
         row = dict(kind=kind, step=r * config.steps_per_round, **measure(model, x_mi, x_eval),
                    minutes=sum(e["seconds"] for e in epochs) / 60)
         print(f"{kind:>14} step {row['step']:5d}  I(x;z) {row['mi']:.3f} nats  "
-              f"KL {row['kl']:.3g}  NLL/pixel {row['nll']:.4f}  {row['minutes']:.1f} min",
+              f"KL {row['kl']:.3g}  NLL/pixel {row['nll']:.4f}  active units "
+              f"{row['active_units']}/{config.latent_dim}  {row['minutes']:.1f} min",
               flush=True)
         history.append(row)
     if not history:  # trained already: load the last checkpoint and measure it
@@ -180,11 +185,12 @@ def main(config: Config) -> list:
         finals.append(dict(history[-1], sampling_minutes=(time.time() - started) / 60))
     print(f"\nI(x;z) is bounded by log M = {math.log(config.mi_images):.3f} nats "
           f"(M = {config.mi_images}); NLL is -E_q log p(x|z) per pixel, nats")
-    print("| objective | SVI steps | I(x;z) | KL(q(z|x)||p(z)) | NLL/pixel | train min | "
-          "sampling min |\n|---|---|---|---|---|---|---|")
+    print("| objective | SVI steps | I(x;z) | KL(q(z|x)||p(z)) | NLL/pixel | active units | "
+          "train min | sampling min |\n|---|---|---|---|---|---|---|---|")
     for f in finals:
         print(f"| {f['kind']} | {f['step']} | {f['mi']:.3f} | {f['kl']:.3g} | {f['nll']:.4f} | "
-              f"{f['minutes']:.1f} | {f['sampling_minutes']:.1f} |")
+              f"{f['active_units']}/{config.latent_dim} | {f['minutes']:.1f} | "
+              f"{f['sampling_minutes']:.1f} |")
     print(f"grids: {config.out}/<objective>/ancestral.png; gibbs_chain.png, gibbs_from_data.png "
           f"and training_curve.png")
     return finals

@@ -291,7 +291,11 @@ def test_information_preference_example_runs(tmp_path, capsys, load_example):
         samples=2, gibbs_steps=1, out=str(tmp_path)))
     assert [f["kind"] for f in finals] == ["elbo", "unregularized"]
     assert all(f["mi"] <= math.log(20) + 1e-6 for f in finals)
-    assert "I(x;z)" in capsys.readouterr().out
+    for f in finals:  # rate (KL), distortion (per image and per pixel), active units of z
+        assert all(math.isfinite(f[k]) for k in ("kl", "distortion", "nll", "active_units")), f
+        assert 0 <= f["active_units"] <= 2 and f["distortion"] == pytest.approx(f["nll"] * 64)
+    out = capsys.readouterr().out
+    assert "I(x;z)" in out and "| NLL/pixel | active units |" in out
     for kind in ("elbo", "unregularized"):
         for grid in ("ancestral.png", "gibbs_chain.png"):
             assert (tmp_path / kind / grid).stat().st_size > 0
