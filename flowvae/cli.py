@@ -36,6 +36,7 @@ from flowvae.choices import (
     likelihood_names,
 )
 from flowvae.train.config import CHECKPOINT, ELBO_NAMES, OPTIMIZER_NAMES, PRECISIONS, FitConfig
+from flowvae.train.rundir import RunDirectoryError, make_dir, prepare_out_dir, write_atomically
 
 # torch, Pyro and the models are imported inside the commands: `flowvae --help` needs none
 
@@ -89,8 +90,10 @@ class TrainConfig:
     precision: str = _FIT.precision
     time_limit: Optional[float] = None
     max_steps_per_epoch: Optional[int] = None
+    eval_images: Optional[int] = None
     out: Optional[str] = None
     resume: bool = _FIT.resume
+    overwrite: bool = False
     device: Optional[str] = None
     data_dir: Optional[str] = None
     download: bool = True
@@ -113,7 +116,8 @@ class TrainConfig:
 
 
 _SHARED_WITH_FIT = ("epochs", "batch_size", "lr", "optimizer", "clip_norm", "lr_decay", "elbo",
-                    "resume", "seed", "progress", "max_steps_per_epoch", "compile", "precision")
+                    "resume", "seed", "progress", "max_steps_per_epoch", "compile", "precision",
+                    "eval_images")
 
 
 @dataclass(frozen=True)
@@ -240,6 +244,10 @@ def _add_train(commands) -> None:
     run.add_argument("--resume", action="store_true",
                      help=f"continue from OUT/{CHECKPOINT}: weights, optimizer, epoch and RNG "
                           "state; the other flags must describe the same model")
+    run.add_argument("--overwrite", action="store_true",
+                     help="start again in an OUT that holds a run: its checkpoint, metrics and "
+                          "run.json are replaced (without --resume or --overwrite, an OUT "
+                          "holding files is refused)")
     run.add_argument("--no-progress", dest="progress", action="store_false", default=None,
                      help="no progress bar and no per-epoch lines, only the final table "
                           "(default: both when stderr is a terminal)")
@@ -318,6 +326,9 @@ def _add_optimization_flags(optim) -> None:
     optim.add_argument("--max-steps-per-epoch", type=_int_at_least(1), default=None,
                        help="stop each epoch after this many steps (default: the whole "
                             "training set)")
+    optim.add_argument("--eval-images", type=_int_at_least(1), default=None, metavar="N",
+                       help="evaluate N test images after each epoch, evenly spaced over the "
+                            "test set (default: all)")
     optim.add_argument("--seed", type=int, default=TrainConfig.seed,
                        help="seed of the initialization, shuffling and sampling "
                             "(default: %(default)s)")
@@ -399,7 +410,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     config = config_class(**args)
     try:
         handler(config)
-    except CommandError as err:
+    except (CommandError, RunDirectoryError) as err:  # a RunDirectoryError says the fix
         print(f"{PROG}: error: {err}", file=sys.stderr)
         raise SystemExit(2) from None
     except _training_diverged() as err:
@@ -465,10 +476,13 @@ def _check_train_flags(config: TrainConfig) -> None:
                                f"{' or '.join(takers)})")
 
 
-def _check_resume(config: TrainConfig, run_path: str) -> None:
-    out = config.run_dir
-    if config.resume and not os.path.isfile(os.path.join(out, CHECKPOINT)):
-        raise CommandError(f"--resume: no {CHECKPOINT} in {out}")
+def _check_out(config: TrainConfig, run_path: str) -> None:
+    """The run folder's rule (:func:`flowvae.train.rundir.prepare_out_dir`), then a resumed
+    run's dataset and padding against its ``run.json``."""
+    try:
+        prepare_out_dir(config.run_dir, resume=config.resume, overwrite=config.overwrite)
+    except ValueError as err:  # --resume with --overwrite
+        raise CommandError(str(err)) from None
     if config.resume and os.path.isfile(run_path):
         before = _read_run(run_path)
         for key in ("dataset", "pad_to"):
@@ -487,7 +501,8 @@ def _train_command(config: TrainConfig) -> None:
     rank, _, device = setup_distributed(_device(config.device))
     say = print if rank == 0 else _quiet
     out, run_path = config.run_dir, os.path.join(config.run_dir, RUN_FILE)
-    _check_resume(config, run_path)
+    if rank == 0:  # the others would see the folder rank 0 is writing
+        _check_out(config, run_path)
     train = _load(config.dataset, "train", config.data_dir, config.download, config.pad_to)
     test = _load(config.dataset, "test", config.data_dir, config.download, config.pad_to)
     shape = tuple(train[0].shape)
@@ -496,7 +511,8 @@ def _train_command(config: TrainConfig) -> None:
     params = sum(p.numel() for p in model.parameters())
     say(f"{type(model).__name__} on {config.dataset} {shape}: {params:,} parameters, "
         f"device {device}, writing to {out}")
-    run = resolved_run(config, model, device)
+    run = dict(resolved_run(config, model, device),
+               eval_images=min(config.eval_images or len(test), len(test)))
     if not config.resume and rank == 0:  # a resumed run records them once fit accepted them
         os.makedirs(out, exist_ok=True)
         _write_json(run_path, run)
@@ -695,13 +711,9 @@ def _read_run(path: str) -> Dict[str, Any]:
 
 
 def _write_json(path: str, data: Dict[str, Any]) -> None:
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    tmp = f"{path}.tmp"
-    with open(tmp, "w") as f:
-        json.dump(data, f, indent=2)
-        f.write("\n")
-    os.replace(tmp, path)
+    """``data`` as indented JSON in ``path``, atomically (an OS error: one line, no .tmp)."""
+    make_dir(os.path.dirname(os.path.abspath(path)))
+    write_atomically(path, (json.dumps(data, indent=2) + "\n").encode())
 
 
 def _one_line(err: BaseException) -> str:

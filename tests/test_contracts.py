@@ -18,6 +18,7 @@ from flowvae.nn.init import (
     normalize_convolutions,
 )
 from flowvae.train import CHECKPOINT, Callback, FitConfig, fit, initialize_on_data, load_model
+from flowvae.train.checkpoint import read_checkpoint, write_checkpoint
 from flowvae.transforms import ActNorm
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -79,11 +80,13 @@ def _tiny_run(tmp_path):
 
 def test_a_checkpoint_of_flowvae_0_3_loads_and_resumes(tmp_path):
     vae, data, path = _tiny_run(tmp_path)
-    state = torch.load(path, weights_only=False)
+    state = read_checkpoint(str(path))
     old = dict(state["config"])
     del old["mmd_weight"]  # 0.3 wrote the VAE's config by hand, mmd_weight only when used
-    state.update(config=old, flowvae_version="0.3.0")
-    torch.save(state, path)
+    name, keys, *rest = state["rng"]["numpy"]  # and NumPy's state as an array
+    state.update(config=old, flowvae_version="0.3.0",
+                 rng=dict(state["rng"], numpy=(name, keys.numpy().astype("uint32"), *rest)))
+    torch.save(state, path)  # 0.3's format: the state itself, no checksummed envelope
     loaded = load_model(str(path))
     assert loaded.config == vae.config
     for key, value in vae.state_dict().items():
@@ -95,9 +98,9 @@ def test_a_checkpoint_of_flowvae_0_3_loads_and_resumes(tmp_path):
 
 def test_a_checkpoint_flowvae_cannot_rebuild_is_refused_in_one_line(tmp_path):
     _, _, path = _tiny_run(tmp_path)
-    state = torch.load(path, weights_only=False)
+    state = read_checkpoint(str(path))
     state["config"] = dict(state["config"], encoder_depth=3)  # an argument VAE never had
-    torch.save(state, path)
+    write_checkpoint(str(path), state)
     with pytest.raises(ValueError, match=r"does not fit this flowvae's VAE") as error:
         load_model(str(path))
     assert "\n" not in str(error.value)

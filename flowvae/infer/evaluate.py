@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import sys
 from typing import Callable, Dict, Optional, Sequence, Union
 
 import pyro
@@ -10,6 +11,7 @@ import torch
 from pyro import poutine
 from pyro.poutine.util import site_is_subsample
 from torch import Tensor
+from tqdm.auto import tqdm
 
 from flowvae.infer.diagnostics import latent_diagnostics, summarize_latents
 from flowvae.transforms.preprocess import LogitTransform
@@ -132,7 +134,7 @@ def mutual_information(posterior: Callable, x: Tensor) -> Tensor:
 
 @torch.no_grad()
 def evaluate(model, images: Tensor, batch_size: int = 500, iwae: int = 0, chunk_size: int = 100,
-             device=None) -> Dict[str, float]:
+             device=None, progress: Optional[bool] = None) -> Dict[str, float]:
     """Everything flowvae reports about a trained model on ``uint8`` images ``(N, C, H, W)``:
     the ELBO with every term at weight 1, whether its latents carry information
     (:func:`~flowvae.infer.latent_diagnostics`, at one draw ``z ~ q(z|x)`` per image) and,
@@ -147,6 +149,7 @@ def evaluate(model, images: Tensor, batch_size: int = 500, iwae: int = 0, chunk_
             (default: the model's).
         batch_size: images per batch (also the mutual-information estimate's ``M``).
         iwae: importance samples ``K`` (0: no IWAE bound), drawn ``chunk_size`` at a time.
+        progress: a tqdm bar over the batches (``None``: when stderr is a terminal).
 
     Returns:
         ``nelbo`` (nats per image), ``bpd`` (bits/dim, ``DESIGN.md`` sec. 2), ``distortion``,
@@ -156,7 +159,10 @@ def evaluate(model, images: Tensor, batch_size: int = 500, iwae: int = 0, chunk_
     """
     device = device or next(model.parameters()).device
     batches, log_px = [], 0.0
-    for start in range(0, len(images), batch_size):
+    show = sys.stderr.isatty() if progress is None else progress
+    starts = tqdm(range(0, len(images), batch_size), desc=f"evaluating {len(images)} images",
+                  unit="batch", disable=not show, leave=False)
+    for start in starts:
         x = model.preprocess(images[start : start + batch_size].to(device))
         batches.append(latent_diagnostics(model.model, model.guide, x))
         if iwae:

@@ -8,7 +8,10 @@
   :func:`trainable_parameters`, :func:`initialize_on_data`;
 * :mod:`~flowvae.train.callbacks`: progress, metrics files, checkpointing, time limit;
 * :mod:`~flowvae.train.checkpoint`: :func:`save_checkpoint`, :func:`read_checkpoint`,
-  :func:`load_model`;
+  :func:`load_model` (checksummed, loaded with ``weights_only=True``);
+* :mod:`~flowvae.train.rundir`: :func:`prepare_out_dir` (the ``--resume`` / ``--overwrite``
+  rule of the CLI and the examples), atomic writes, :func:`write_metrics`,
+  :class:`RunDirectoryError`;
 * :mod:`~flowvae.train.distributed`: :func:`setup_distributed` (``torchrun``);
 * :mod:`~flowvae.train.speed`: :func:`accelerate` (compiled / bfloat16 couplings).
 """
@@ -25,6 +28,8 @@ _WHERE = {  # name -> its module, imported on first use: the CLI reads .config w
         "load_model", "read_checkpoint", "save_checkpoint")},
     **{name: "flowvae.train.config" for name in ("CHECKPOINT", "PRECISIONS", "FitConfig")},
     "setup_distributed": "flowvae.train.distributed",
+    **{name: "flowvae.train.rundir" for name in (
+        "RunDirectoryError", "add_out_dir_flags", "prepare_out_dir", "write_metrics")},
     **{name: "flowvae.train.loop" for name in (
         "TrainingRun", "as_images", "evaluate_elbo", "fit", "train_epoch")},
     **{name: "flowvae.train.step" for name in (
@@ -46,7 +51,9 @@ __all__ = [
     "TimeLimit",
     "TrainingDiverged",
     "TrainingRun",
+    "RunDirectoryError",
     "accelerate",
+    "add_out_dir_flags",
     "as_images",
     "default_callbacks",
     "evaluate",
@@ -54,12 +61,14 @@ __all__ = [
     "fit",
     "initialize_on_data",
     "load_model",
+    "prepare_out_dir",
     "read_checkpoint",
     "save_checkpoint",
     "setup_distributed",
     "train_epoch",
     "trainable_parameters",
     "training_step",
+    "write_metrics",
 ]
 
 

@@ -1,7 +1,8 @@
 """What :func:`flowvae.train.fit` does around its epochs, as small named parts.
 
 A callback sees the :class:`~flowvae.train.loop.TrainingRun` (module, optimizer, step,
-history, ...) at three points: :meth:`Callback.on_step` after every optimizer step,
+history, ...) at four points: :meth:`Callback.on_start` before the first epoch (after
+resuming), :meth:`Callback.on_step` after every optimizer step,
 :meth:`Callback.on_epoch` once an epoch's metrics row is complete (test metrics included),
 and :meth:`Callback.should_stop` after the row is recorded. ``fit`` builds
 :func:`default_callbacks` from its options; ``fit(..., callbacks=[...])`` appends more, e.g.
@@ -10,9 +11,6 @@ a schedule that sets an objective's weight from ``run.step`` (a KL warm-up).
 
 from __future__ import annotations
 
-import csv
-import json
-import os
 from typing import TYPE_CHECKING, Dict, List
 
 from tqdm.auto import tqdm
@@ -20,6 +18,7 @@ from tqdm.auto import tqdm
 from flowvae.infer.evaluate import bits_per_dim
 from flowvae.train.checkpoint import save_checkpoint
 from flowvae.train.distributed import any_process
+from flowvae.train.rundir import write_metrics
 
 if TYPE_CHECKING:  # pragma: no cover
     from flowvae.train.loop import TrainingRun
@@ -30,6 +29,10 @@ __all__ = ["Callback", "Checkpointing", "MetricsLog", "Progress", "TimeLimit",
 
 class Callback:
     """The hooks of :func:`~flowvae.train.fit`; each does nothing here."""
+
+    def on_start(self, run: TrainingRun) -> None:
+        """Before the first epoch, once the run is set up (and resumed: ``run.history`` is
+        the checkpoint's)."""
 
     def on_step(self, run: TrainingRun, loss: float, batch: int) -> None:
         """After optimizer step ``run.step``, whose loss was ``loss`` nats per image on
@@ -68,24 +71,6 @@ class Progress(Callback):
                                 for k, v in row.items()))
 
 
-class MetricsLog(Callback):
-    """Appends each epoch's row to ``out_dir/metrics.jsonl`` and ``out_dir/metrics.csv``."""
-
-    def __init__(self, out_dir: str):
-        self.out_dir = out_dir
-
-    def on_epoch(self, run: TrainingRun, row: Dict[str, float]) -> None:
-        with open(os.path.join(self.out_dir, "metrics.jsonl"), "a") as f:
-            f.write(json.dumps(row) + "\n")
-        csv_path = os.path.join(self.out_dir, "metrics.csv")
-        new = not os.path.exists(csv_path)
-        with open(csv_path, "a", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=list(row))
-            if new:
-                writer.writeheader()
-            writer.writerow(row)
-
-
 class Checkpointing(Callback):
     """Writes ``run.path`` (atomically) after every epoch: weights, optimizer, schedule,
     param store, epoch, step, RNG states and the history including ``row``."""
@@ -93,6 +78,23 @@ class Checkpointing(Callback):
     def on_epoch(self, run: TrainingRun, row: Dict[str, float]) -> None:
         save_checkpoint(run.path, run.module, run.optim, run.schedule, row["epoch"], run.step,
                         run.history + [row])
+
+
+class MetricsLog(Callback):
+    """Writes ``out_dir/metrics.jsonl`` and ``out_dir/metrics.csv`` whole from the history,
+    after the checkpoint (it runs after :class:`Checkpointing`) and when a run resumes: the
+    files hold the checkpoint's rows, one per finished epoch (one fewer, after a crash between
+    the two writes, until the run resumes)."""
+
+    def __init__(self, out_dir: str):
+        self.out_dir = out_dir
+
+    def on_start(self, run: TrainingRun) -> None:
+        if run.config.resume:  # rows of epochs the checkpoint does not hold are dropped
+            write_metrics(self.out_dir, run.history)
+
+    def on_epoch(self, run: TrainingRun, row: Dict[str, float]) -> None:
+        write_metrics(self.out_dir, run.history + [row])
 
 
 class TimeLimit(Callback):
@@ -115,10 +117,10 @@ class TimeLimit(Callback):
 
 def default_callbacks(run: TrainingRun, progress: bool) -> List[Callback]:
     """What ``fit``'s options ask for, in the order they run: progress, then (rank 0, with an
-    ``out_dir``) the metrics files and the checkpoint, then the time limit."""
+    ``out_dir``) the checkpoint and the metrics files, then the time limit."""
     callbacks: List[Callback] = [Progress(progress)]
     if run.path is not None and run.rank == 0:
-        callbacks += [MetricsLog(run.config.out_dir), Checkpointing()]
+        callbacks += [Checkpointing(), MetricsLog(run.config.out_dir)]
     if run.config.time_limit is not None:
         callbacks.append(TimeLimit(run.config.time_limit, progress))
     return callbacks

@@ -1,35 +1,77 @@
 """The checkpoint format of :func:`flowvae.train.fit`: one ``torch.save`` dict written
 atomically, read back with a clear error, and the model rebuilt from its recorded
-hyper-parameters (:attr:`flowvae.models.PyroModel.config`)."""
+hyper-parameters (:attr:`flowvae.models.PyroModel.config`).
+
+The file is a ``torch.save`` envelope ``{"format", "sha256", "payload"}`` whose ``payload`` is
+the ``torch.save`` bytes of the state (as a ``uint8`` tensor) and ``sha256`` their digest, so
+that a corrupted file is detected before it is read. Both are plain data (tensors, numbers,
+strings and the constraint classes of the Pyro param store), loaded with
+``torch.load(weights_only=True)`` and :func:`allowed_globals` as the allow-list: a checkpoint
+cannot run code. Files of flowvae 0.3 (the state without an envelope) still load.
+"""
 
 from __future__ import annotations
 
+import hashlib
+import inspect
+import io
 import os
 import random
+import re
 from typing import Any, Dict, List
 
 import numpy as np
 import pyro
 import torch
+from pyro.distributions import constraints as pyro_constraints
+from torch.distributions import constraints as torch_constraints
 
 import flowvae
 from flowvae.train.config import CHECKPOINT
+from flowvae.train.rundir import write_atomically
 
-__all__ = ["CHECKPOINT", "check_compatible", "load_model", "read_checkpoint",
-           "restore_foreign_params", "save_checkpoint"]
+#: the envelope's ``format`` entry
+FORMAT = "flowvae-checkpoint-1"
+
+__all__ = ["CHECKPOINT", "allowed_globals", "check_compatible", "load_model",
+           "read_checkpoint", "restore_foreign_params", "save_checkpoint", "write_checkpoint"]
 
 
 def rng_state() -> Dict[str, Any]:
-    """The torch, NumPy and Python random number streams' states."""
-    return {"torch": torch.get_rng_state(), "numpy": np.random.get_state(),
+    """The torch, NumPy and Python random number streams' states, as plain data (NumPy's
+    key array as a tensor)."""
+    name, keys, pos, has_gauss, gauss = np.random.get_state()
+    return {"torch": torch.get_rng_state(),
+            "numpy": (name, torch.from_numpy(keys.astype(np.int64)), pos, has_gauss, gauss),
             "python": random.getstate()}
 
 
 def set_rng_state(state: Dict[str, Any]) -> None:
-    """Put back the streams saved by :func:`rng_state`."""
+    """Put back the streams saved by :func:`rng_state` (or by flowvae 0.3, NumPy's keys as
+    an array)."""
     torch.set_rng_state(state["torch"])
-    np.random.set_state(state["numpy"])
+    name, keys, pos, has_gauss, gauss = state["numpy"]
+    keys = keys.numpy() if isinstance(keys, torch.Tensor) else keys
+    np.random.set_state((name, np.asarray(keys, dtype=np.uint32), pos, has_gauss, gauss))
     random.setstate(state["python"])
+
+
+def allowed_globals() -> List[Any]:
+    """What a checkpoint may hold beyond ``torch.load(weights_only=True)``'s defaults: the
+    constraint classes of torch and Pyro (the param store records one per parameter) and,
+    for files of flowvae 0.3, NumPy's arrays (its random state)."""
+    classes = set()
+    for module in (torch_constraints, pyro_constraints):
+        for value in vars(module).values():
+            if inspect.isclass(value) and issubclass(value, torch_constraints.Constraint):
+                classes.add(value)
+            elif isinstance(value, torch_constraints.Constraint):
+                classes.add(type(value))
+    _reconstruct = np.zeros(0).__reduce__()[0]  # NumPy's array rebuilder, 1.x and 2.x
+    numpy = [(_reconstruct, "numpy.core.multiarray._reconstruct"),
+             (_reconstruct, "numpy._core.multiarray._reconstruct"), np.ndarray, np.dtype,
+             type(np.dtype(np.uint32))]
+    return sorted(classes, key=lambda c: c.__qualname__) + numpy
 
 
 def save_checkpoint(path: str, module, optim, schedule, epoch: int, step: int,
@@ -48,9 +90,25 @@ def save_checkpoint(path: str, module, optim, schedule, epoch: int, step: int,
         "rng": rng_state(),
         "history": history,
     }
-    tmp = f"{path}.tmp"
-    torch.save(state, tmp)
-    os.replace(tmp, path)
+    write_checkpoint(path, state)
+
+
+def write_checkpoint(path: str, state: Dict[str, Any]) -> None:
+    """Write the checkpoint dict ``state`` to ``path`` atomically, in its checksummed
+    envelope (see the module's docstring).
+
+    Raises:
+        flowvae.train.rundir.RunDirectoryError: an OS error (a full disk, a read-only
+            folder), in one line naming ``path`` and the fix; no temporary file is left.
+    """
+    payload = io.BytesIO()
+    torch.save(state, payload)  # in memory: the disk sees one plain write, or nothing
+    data = payload.getbuffer()
+    envelope = io.BytesIO()
+    torch.save({"format": FORMAT, "sha256": hashlib.sha256(data).hexdigest(),
+                # a uint8 tensor, stored as raw bytes (pickle protocol 2 would re-encode bytes)
+                "payload": torch.frombuffer(data, dtype=torch.uint8)}, envelope)
+    write_atomically(path, envelope.getvalue())
 
 
 def read_checkpoint(path: str, map_location=None) -> Dict[str, Any]:
@@ -58,18 +116,38 @@ def read_checkpoint(path: str, map_location=None) -> Dict[str, Any]:
 
     Raises:
         FileNotFoundError: no file at ``path``.
-        ValueError: the file is not a flowvae checkpoint (truncated, foreign), in one line.
+        ValueError: the file is not a flowvae checkpoint (truncated, foreign, corrupted: its
+            checksum does not match, or it holds objects outside :func:`allowed_globals`), in
+            one line.
     """
     if not os.path.isfile(path):
         raise FileNotFoundError(f"checkpoint not found: {path!r}")
-    try:
-        state = torch.load(path, map_location=map_location, weights_only=False)
-    except Exception as err:  # a truncated or foreign file
-        raise ValueError(f"{path!r} is not a readable flowvae checkpoint: {err}") from err
+    state = _load(path, path, map_location)
+    if isinstance(state, dict) and state.get("format") == FORMAT:
+        payload = state.get("payload")
+        payload = payload.numpy().tobytes() if isinstance(payload, torch.Tensor) else b""
+        if hashlib.sha256(payload).hexdigest() != state.get("sha256"):
+            raise ValueError(f"{path!r} is corrupted: its contents do not match the checksum "
+                             "written with them; resume from another copy or train again")
+        state = _load(io.BytesIO(payload), path, map_location)
     if not isinstance(state, dict) or "state_dict" not in state or "model" not in state:
         raise ValueError(f"{path!r} is not a readable flowvae checkpoint: it holds a "
                          f"{type(state).__name__} without model and state_dict entries")
     return state
+
+
+def _load(source, path: str, map_location) -> Any:
+    try:
+        with torch.serialization.safe_globals(allowed_globals()):
+            return torch.load(source, map_location=map_location, weights_only=True)
+    except Exception as err:  # a truncated, corrupted or foreign file
+        message = " ".join(str(err).split())
+        foreign = re.search(r"Unsupported global: GLOBAL ([\w.]+)", message)
+        if foreign:  # torch's advice to load with weights_only=False is not repeated
+            message = (f"it holds a {foreign.group(1)}, which is not plain data (tensors, "
+                       "numbers, strings, constraints) and could run code when loaded")
+        raise ValueError(f"{path!r} is not a readable flowvae checkpoint: {message[:300]}") \
+            from err
 
 
 def load_model(path: str, map_location=None):

@@ -44,6 +44,8 @@ class FitConfig:
         progress: tqdm bar and one line per epoch (``None``: when stderr is a terminal).
         max_steps_per_epoch: stop each epoch after this many steps (``None``: all batches).
         eval_batch_size: images per batch of the test evaluation.
+        eval_images: evaluate this many test images after each epoch, evenly spaced over the
+            test set (a split sorted by class stays balanced) (``None``: all of them).
         compile, precision: :func:`~flowvae.train.speed`'s options.
         data_on_device: hold the training set on the device (``None``: on CUDA).
         time_limit: seconds; stop after the first epoch that ends past it (``None``: none).
@@ -71,6 +73,7 @@ class FitConfig:
     progress: Optional[bool] = None
     max_steps_per_epoch: Optional[int] = None
     eval_batch_size: int = 500
+    eval_images: Optional[int] = None
     compile: bool = False
     precision: str = "float32"
     data_on_device: Optional[bool] = None

@@ -27,6 +27,7 @@ from flowvae.train.checkpoint import (
 )
 from flowvae.train.config import CHECKPOINT, FitConfig
 from flowvae.train.distributed import barrier, setup_distributed, sum_over_processes
+from flowvae.train.rundir import make_dir
 from flowvae.train.speed import accelerate
 from flowvae.train.step import (
     ELBOS,
@@ -61,7 +62,8 @@ def as_images(data: Any) -> Tensor:
     return images
 
 
-def evaluate_elbo(module, images: Tensor, batch_size: int = 500, device=None) -> Dict[str, float]:
+def evaluate_elbo(module, images: Tensor, batch_size: int = 500, device=None,
+                  progress: Optional[bool] = False) -> Dict[str, float]:
     """The test ELBO of ``module`` on the ``uint8`` ``images`` and whether its latents carry
     information: :func:`flowvae.infer.evaluate` without the IWAE bound and without
     ``num_images``.
@@ -72,7 +74,7 @@ def evaluate_elbo(module, images: Tensor, batch_size: int = 500, device=None) ->
         per latent site ``rate_<site>``, ``active_units_<site>`` (Burda et al. 2016, over all
         ``images``) and ``mutual_info_<site>`` (estimated per batch of ``batch_size``).
     """
-    results = evaluate(module, images, batch_size=batch_size, device=device)
+    results = evaluate(module, images, batch_size=batch_size, device=device, progress=progress)
     results.pop("num_images")
     return results
 
@@ -102,6 +104,13 @@ class TrainingRun:
     good: Optional[Dict[str, Any]] = None  # the last good state, see remember()
 
     @property
+    def progress(self) -> bool:
+        """Show progress bars and epoch lines: as ``config.progress`` says (``None``: when
+        stderr is a terminal), in rank 0 only."""
+        shown = sys.stderr.isatty() if self.config.progress is None else self.config.progress
+        return bool(shown) and self.rank == 0
+
+    @property
     def dims(self) -> int:
         """Dimensions of one image (for bits/dim)."""
         return math.prod(self.module.shape)
@@ -119,9 +128,10 @@ class TrainingRun:
             raise ValueError(f"batch_size={config.batch_size} must be divisible by the {world} "
                              "processes")
         module.to(device)
-        images = as_images(train_data)
-        test_images = None if test_data is None else as_images(test_data)
-        module.preprocess(images[:2].to(device))  # wrong shapes or dtypes fail here, clearly
+        images = _checked_images(module, train_data, "train_data", device)
+        test_images = (None if test_data is None
+                       else _subset(_checked_images(module, test_data, "test_data", device),
+                                    config.eval_images))
         path = None if config.out_dir is None else os.path.join(config.out_dir, CHECKPOINT)
         run = cls(module, config, rank, world, device, _place(images, config, device),
                   test_images, path)
@@ -132,7 +142,7 @@ class TrainingRun:
                                config.seed)
         accelerate(module, compile=config.compile, precision=config.precision)
         if config.out_dir is not None and rank == 0:
-            os.makedirs(config.out_dir, exist_ok=True)
+            make_dir(config.out_dir)
         run._build_objective()
         run.started = time.time()  # the time limit counts from here, as it always has
         state = run._resume() if config.resume else None
@@ -225,6 +235,24 @@ class TrainingRun:
         local = self.config.batch_size // self.world
         batches = [order[i : i + local] for i in range(0, len(order), local)]
         return batches[: self.config.max_steps_per_epoch]
+
+
+def _checked_images(module, data: Any, name: str, device: torch.device) -> Tensor:
+    """``data`` as ``uint8`` images that ``module`` takes, checked on two of them before
+    anything trains: a test set of the wrong shape or dtype fails here, not after an epoch."""
+    try:
+        images = as_images(data)
+        module.preprocess(images[:2].to(device))
+    except (TypeError, ValueError) as err:
+        raise type(err)(f"{name}: {err}") from err
+    return images
+
+
+def _subset(images: Tensor, count: Optional[int]) -> Tensor:
+    """``count`` of ``images``, evenly spaced (all when ``count`` is None or not smaller)."""
+    if count is None or count >= len(images):
+        return images
+    return images[torch.linspace(0, len(images) - 1, count).round().long()]
 
 
 def _place(images: Tensor, config: FitConfig, device: torch.device) -> Tensor:
@@ -344,8 +372,9 @@ def fit(module, train_data, test_data=None, config: Optional[FitConfig] = None, 
     """
     config = FitConfig.of(config, options)
     run = TrainingRun.start(module, train_data, test_data, config)
-    progress = sys.stderr.isatty() if config.progress is None else config.progress
-    hooks = default_callbacks(run, progress and run.rank == 0) + list(callbacks)
+    hooks = default_callbacks(run, run.progress) + list(callbacks)
+    for hook in hooks:
+        hook.on_start(run)
     for epoch in range(run.start_epoch, config.epochs):
         row = train_epoch(run, epoch, hooks)
         if run.rank == 0:
@@ -367,7 +396,7 @@ def _test_metrics(run: TrainingRun, epoch: int) -> Dict[str, float]:
     run.module.eval()
     try:
         test = evaluate_elbo(run.module, run.test_images, run.config.eval_batch_size,
-                             run.device)
+                             run.device, progress=run.progress)
     except ValueError as err:  # weights that give no valid distribution on the test set
         if not is_numerical_error(err):
             raise
