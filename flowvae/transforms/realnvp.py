@@ -147,16 +147,7 @@ class ConditionalRealNVP(Transform):
                 raise ValueError(
                     f"conditioner must be one of {tuple(CONDITIONERS)}, got {conditioner!r}"
                 )
-            # the squeezed checkerboard halves H and W once more inside every scale
-            exponent = num_scales if checkerboard == "squeezed" else num_scales - 1
-            factor = 2 ** exponent
-            _, height, width = self.shape
-            if height % factor or width % factor:
-                raise ValueError(
-                    f"{owner}: shape {self.shape}: H and W must be divisible by "
-                    f"2**{exponent} = {factor} for {num_scales} scales with the {checkerboard} "
-                    "checkerboard"
-                )
+            _check_halvings(owner, self.shape, num_scales, checkerboard)
             self.flow = self._image_flow(
                 self.shape, num_scales, num_checkerboard, num_channelwise, num_final,
                 CONDITIONERS[conditioner], hidden_channels, num_blocks, checkerboard,
@@ -225,3 +216,16 @@ def _conv_factory(cls, context_features, in_channels, out_channels, size, **kwar
 
 def _mlp_factory(context_features, in_features, out_features, size, **kwargs):
     return MLPConditioner(in_features, out_features, context_features=context_features, **kwargs)
+
+
+def _check_halvings(owner: str, shape, num_scales: int, checkerboard: str) -> None:
+    """Refuse an image shape whose H and W the scales cannot halve often enough."""
+    # the squeezed checkerboard halves H and W once more inside every scale
+    exponent = num_scales if checkerboard == "squeezed" else num_scales - 1
+    factor = 2 ** exponent
+    _, height, width = shape
+    if height % factor or width % factor:
+        raise ValueError(
+            f"{owner}: shape {shape}: H and W must be divisible by 2**{exponent} = {factor} "
+            f"for {num_scales} scales with the {checkerboard} checkerboard"
+        )
