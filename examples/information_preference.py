@@ -8,7 +8,7 @@ classes (bounded by log M),
 KL(q(z|x) || p(z)), the per-pixel NLL -E_q log p(x|z) / D (the distortion per pixel) and the
 active units of z (Burda et al. 2016). It then writes, for both models,
 ancestral samples z ~ p(z), x ~ p(x|z), and the states of the Gibbs chain z ~ q(z|x),
-x ~ p(x|z) started from those samples and from test images. A rerun resumes from the
+x ~ p(x|z) started from those samples and from test images. --resume continues from the
 checkpoints in --out (and only samples when training is complete). q(z|x)'s scale is softly
 bounded by exp(--max-log-scale) = 1: without the KL, an unbounded exp-parameterised scale runs
 away (to 1e12 within 25 steps here) and drowns the code in noise.
@@ -44,7 +44,14 @@ from flowvae.infer import (
     save_grid,
 )
 from flowvae.models import VAE
-from flowvae.train import CHECKPOINT, fit, read_checkpoint
+from flowvae.train import (
+    CHECKPOINT,
+    OUT_DIR_FLAGS,
+    add_out_dir_flags,
+    fit,
+    prepare_out_dir,
+    read_checkpoint,
+)
 
 
 @dataclass(frozen=True)
@@ -67,6 +74,8 @@ class Config:
     gibbs_steps: int = 5
     device: str = "cpu"
     out: str = "runs/information_preference"
+    resume: bool = False
+    overwrite: bool = False
     seed: int = 0
 
 
@@ -85,7 +94,7 @@ HELP = {"dataset": "training and test images", "objectives": "R of each run (sev
         "eval_images": "test images of the KL and NLL (at most --mi-images)",
         "samples": "images per grid row", "gibbs_steps": "steps of each Gibbs chain",
         "device": "torch device, e.g. cuda", "seed": "seed of weights, data order and draws",
-        "out": "folder for checkpoints, grids and curves (a rerun resumes from it)"}
+        "out": "folder for checkpoints, grids and curves (--resume continues from it)"}
 CHOICES = {"dataset": ("binarized-mnist", "mnist", "fashion-mnist", "digits"),
            "objectives": ("elbo", "beta", "unregularized", "mmd")}
 
@@ -96,12 +105,15 @@ def parse_args(argv=None) -> Config:
     parser.add_argument("--paper", action="store_true",
                         help=f"longer training, {PAPER}; flags given with it still win")
     for f in fields(Config):
+        if f.name in OUT_DIR_FLAGS:  # --resume, --overwrite: added below
+            continue
         many = isinstance(f.default, tuple)
         kind = (lambda v: None if v == "none" else float(v)) if f.name == "max_log_scale" else (
             type(f.default[0] if many else f.default))
         parser.add_argument("--" + f.name.replace("_", "-"), default=f.default, type=kind,
                             nargs="+" if many else None, choices=CHOICES.get(f.name),
                             help=HELP[f.name])
+    add_out_dir_flags(parser)
     if parser.parse_known_args(argv)[0].paper:
         parser.set_defaults(**PAPER)
     args = vars(parser.parse_args(argv))
@@ -130,7 +142,8 @@ def measure(model, x_mi, x_eval) -> dict:
 def train(kind: str, model, train_set, x_mi, x_eval, config: Config):
     out = os.path.join(config.out, kind)
     path = os.path.join(out, CHECKPOINT)
-    done = read_checkpoint(path)["epoch"] if os.path.exists(path) else 0  # rerun: resume
+    resume = prepare_out_dir(out, config.resume, config.overwrite)
+    done = read_checkpoint(path)["epoch"] if resume else 0
     history = []
     for r in range(done + 1, config.rounds + 1):  # fit resumes from out/checkpoint.pt
         epochs = fit(model, train_set, None, epochs=r, batch_size=config.batch_size,

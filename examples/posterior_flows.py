@@ -29,7 +29,14 @@ import torch
 from flowvae.data import load_dataset
 from flowvae.infer import elbo_per_datapoint, iwae_log_likelihood, plot_training_curve, save_grid
 from flowvae.models import posterior_flow_vae
-from flowvae.train import TrainingDiverged, evaluate_elbo, fit
+from flowvae.train import (
+    OUT_DIR_FLAGS,
+    TrainingDiverged,
+    add_out_dir_flags,
+    evaluate_elbo,
+    fit,
+    prepare_out_dir,
+)
 from flowvae.transforms.conditioners import parameter_count
 
 
@@ -50,6 +57,8 @@ class Config:
     max_steps_per_epoch: int = 0
     device: str = "cpu"
     out: str = "runs/posterior_flows"
+    resume: bool = False
+    overwrite: bool = False
     seed: int = 0
 
 
@@ -78,11 +87,14 @@ def parse_args(argv=None) -> Config:
     parser.add_argument("--paper", action="store_true",
                         help=f"the report's sizes, {PAPER}; flags given with it still win")
     for f in fields(Config):
+        if f.name in OUT_DIR_FLAGS:  # --resume, --overwrite: added below
+            continue
         many = isinstance(f.default, tuple)
         parser.add_argument("--" + f.name.replace("_", "-"), default=f.default,
                             type=type(f.default[0] if many else f.default),
                             nargs="+" if many else None, choices=CHOICES.get(f.name),
                             help=HELP[f.name])
+    add_out_dir_flags(parser)
     if parser.parse_known_args(argv)[0].paper:
         parser.set_defaults(**PAPER)
     args = vars(parser.parse_args(argv))
@@ -144,10 +156,11 @@ def main(config: Config) -> list:
                                    flow_hidden=config.flow_hidden)
         started = time.time()
         try:
+            out = os.path.join(config.out, name)
             fit(model, train, None, epochs=config.epochs, batch_size=config.batch_size,
-                lr=config.lr, device=config.device, out_dir=os.path.join(config.out, name),
-                seed=config.seed, progress=False,
-                max_steps_per_epoch=config.max_steps_per_epoch or None)
+                lr=config.lr, device=config.device, out_dir=out, seed=config.seed,
+                progress=False, max_steps_per_epoch=config.max_steps_per_epoch or None,
+                resume=prepare_out_dir(out, config.resume, config.overwrite))
         except TrainingDiverged as err:
             print(f"{name}: {err}")
             rows.append(dict(model=name, params=parameter_count(model), diverged=True))

@@ -36,7 +36,15 @@ from flowvae.data import load_dataset
 from flowvae.data.pixels import binarize
 from flowvae.infer import iwae_log_likelihood, plot_training_curve, save_grid
 from flowvae.models.rho_vae import GUIDES, VARIANTS, rho_vae
-from flowvae.train import evaluate_elbo, fit
+from flowvae.train import (
+    CHECKPOINT,
+    OUT_DIR_FLAGS,
+    add_out_dir_flags,
+    evaluate_elbo,
+    fit,
+    prepare_out_dir,
+    read_checkpoint,
+)
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402  (after choosing the backend)
@@ -66,6 +74,8 @@ class Config:
     iwae_every: int = 0
     device: str = "cpu"
     out: str = "runs/rho_vae"
+    resume: bool = False
+    overwrite: bool = False
 
 
 PAPER = dict(datasets=("mnist", "fashion-mnist"), seeds=(0, 1, 2), train_size=0,
@@ -94,6 +104,8 @@ def parse_args(argv=None) -> Config:
     parser.add_argument("--paper", action="store_true",
                         help=f"a paper-length run, {PAPER}; flags given with it still win")
     for f in fields(Config):
+        if f.name in OUT_DIR_FLAGS:  # --resume, --overwrite: added below
+            continue
         many, flag = isinstance(f.default, tuple), "--" + f.name.replace("_", "-")
         if isinstance(f.default, bool):
             parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=f.default,
@@ -102,6 +114,7 @@ def parse_args(argv=None) -> Config:
             parser.add_argument(flag, default=f.default, nargs="+" if many else None,
                                 type=type(f.default[0] if many else f.default),
                                 choices=CHOICES.get(f.name), help=HELP[f.name])
+    add_out_dir_flags(parser)
     if parser.parse_known_args(argv)[0].paper:
         parser.set_defaults(**PAPER)
     args = vars(parser.parse_args(argv))
@@ -117,9 +130,14 @@ def run(config: Config, dataset: str, variant: str, guide: str, seed: int, train
                         per_dim_scale=config.per_dim_scale and guide == "ar1")
     out = os.path.join(config.out, dataset, f"{variant}-{guide}-{seed}")
     curve, started = [], time.time()
-    for epoch in range(1, config.epochs + 1):  # one epoch per call (exact resume), then evaluate
+    resume = prepare_out_dir(out, config.resume, config.overwrite)
+    done = read_checkpoint(os.path.join(out, CHECKPOINT))["epoch"] if resume else 0
+    # one epoch per call (exact resume), then evaluate; --resume: the curve goes on from the
+    # checkpoint (a finished run is loaded and evaluated once)
+    for epoch in range(min(done + 1, config.epochs), config.epochs + 1):
         fit(vae, train, epochs=epoch, batch_size=config.batch_size, lr=config.lr, elbo=elbo,
-            out_dir=out, resume=epoch > 1, seed=seed, progress=False, device=config.device)
+            out_dir=out, resume=resume or epoch > 1, seed=seed, progress=False,
+            device=config.device)
         metrics = evaluate_elbo(vae, test)  # every term at weight 1 (beta, MMD: not counted)
         row = {"epoch": epoch, **{k: metrics[k] for k in ("nelbo", *DIAGNOSTICS)}}
         if epoch == config.epochs or (config.iwae_every and epoch % config.iwae_every == 0):

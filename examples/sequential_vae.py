@@ -8,7 +8,7 @@ sharpness of samples from noise (mean binary entropy of the generated pixel prob
 bits: lower is sharper), KL_t, the nats step t's code carries, the active units of z_t
 (Burda et al. 2016), the estimate of I(x; z_t) and the distortion -E_q log p(x|z_1:t) in nats
 (x is observed at every step: the model's distortion is their sum); writes the samples and
-reconstructions after each step. A rerun resumes from the checkpoints in --out.
+reconstructions after each step. --resume continues from the checkpoints in --out.
 
     python examples/sequential_vae.py                      # the docs' CPU run, minutes
     python examples/sequential_vae.py --datasets mnist     # one dataset
@@ -32,7 +32,13 @@ from torch.distributions import kl_divergence
 from flowvae.data import load_dataset
 from flowvae.infer import plot_training_curve, save_grid
 from flowvae.models import SequentialVAE
-from flowvae.train import CHECKPOINT, evaluate_elbo, fit
+from flowvae.train import (
+    OUT_DIR_FLAGS,
+    add_out_dir_flags,
+    evaluate_elbo,
+    fit,
+    prepare_out_dir,
+)
 
 
 @dataclass(frozen=True)
@@ -48,6 +54,8 @@ class Config:
     eval_images: int = 2000
     device: str = "cpu"
     out: str = "runs/sequential_vae"
+    resume: bool = False
+    overwrite: bool = False
     seed: int = 0
 
 
@@ -62,7 +70,7 @@ HELP = {"datasets": "datasets to run, one after the other (several allowed)",
         "max_steps_per_epoch": "stop each epoch after this many steps (0: the whole set)",
         "batch_size": "images per SVI step", "lr": "Adam learning rate",
         "eval_images": "test images evaluated (0: all)", "device": "torch device, e.g. cuda",
-        "out": "folder for checkpoints, grids and curves (a rerun resumes from it)",
+        "out": "folder for checkpoints, grids and curves (--resume continues from it)",
         "seed": "seed of weights, data order and draws"}
 
 
@@ -72,11 +80,14 @@ def parse_args(argv=None) -> Config:
     parser.add_argument("--paper", action="store_true",
                         help=f"full-length training, {PAPER}; flags given with it still win")
     for f in fields(Config):
+        if f.name in OUT_DIR_FLAGS:  # --resume, --overwrite: added below
+            continue
         many = isinstance(f.default, tuple)
         parser.add_argument("--" + f.name.replace("_", "-"), default=f.default,
                             type=type(f.default[0] if many else f.default),
                             nargs="+" if many else None, help=HELP[f.name],
                             choices=("mnist", "fashion-mnist", "digits") if many else None)
+    add_out_dir_flags(parser)
     if parser.parse_known_args(argv)[0].paper:
         parser.set_defaults(**PAPER)
     args = vars(parser.parse_args(argv))
@@ -119,7 +130,7 @@ def run(dataset: str, config: Config) -> list:
         history = fit(model, train, None, epochs=config.epochs, batch_size=config.batch_size,
                       lr=config.lr, device=config.device, out_dir=out, seed=config.seed,
                       max_steps_per_epoch=config.max_steps_per_epoch or None, progress=False,
-                      resume=os.path.exists(os.path.join(out, CHECKPOINT)))  # rerun: resume
+                      resume=prepare_out_dir(out, config.resume, config.overwrite))
         minutes = sum(row["seconds"] for row in history) / 60
         torch.manual_seed(config.seed)
         images = test.to(config.device)

@@ -40,7 +40,7 @@ from flowvae.infer import (
 )
 from flowvae.models import SRVAE, VAE, FlowPriorVAE
 from flowvae.models.srvae import data_dependent_init
-from flowvae.train import evaluate_elbo, fit
+from flowvae.train import OUT_DIR_FLAGS, add_out_dir_flags, evaluate_elbo, fit, prepare_out_dir
 
 MODELS = ("normal", "flow", "srvae")
 
@@ -67,6 +67,8 @@ class Config:
     data_init: bool = True
     device: str = "cpu"
     out: str = "runs/srvae"
+    resume: bool = False
+    overwrite: bool = False
     seed: int = 0
 
 
@@ -98,6 +100,8 @@ def parse_args(argv=None) -> Config:
     parser.add_argument("--paper", action="store_true",
                         help=f"the paper's data and length, {PAPER}; flags given with it win")
     for f in fields(Config):
+        if f.name in OUT_DIR_FLAGS:  # --resume, --overwrite: added below
+            continue
         many, flag = isinstance(f.default, tuple), "--" + f.name.replace("_", "-")
         if isinstance(f.default, bool):
             parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=f.default,
@@ -106,6 +110,7 @@ def parse_args(argv=None) -> Config:
         parser.add_argument(flag, type=type(f.default[0] if many else f.default),
                             nargs="+" if many else None, default=f.default,
                             choices=CHOICES.get(f.name), help=HELP[f.name])
+    add_out_dir_flags(parser)
     if parser.parse_known_args(argv)[0].paper:
         parser.set_defaults(**PAPER)
     args = vars(parser.parse_args(argv))
@@ -233,9 +238,11 @@ def main(c: Config) -> dict:
         started = time.time()
         if c.data_init:
             initialize(model, model.preprocess(train[torch.randperm(len(train))[:256]]))
+        out = os.path.join(c.out, name)
         history = fit(model, train, epochs=c.epochs, batch_size=c.batch_size, lr=c.lr,
-            optimizer="adamax", device=c.device, out_dir=os.path.join(c.out, name), seed=c.seed,
-            max_steps_per_epoch=c.max_steps_per_epoch or None, progress=False)
+            optimizer="adamax", device=c.device, out_dir=out, seed=c.seed,
+            max_steps_per_epoch=c.max_steps_per_epoch or None, progress=False,
+            resume=prepare_out_dir(out, c.resume, c.overwrite))
         minutes = (time.time() - started) / 60
         print(name, "train bits/dim by epoch:", [round(h["train_bpd"], 3) for h in history])
         test_dev = test.to(c.device)

@@ -34,7 +34,7 @@ from flowvae.infer import (
 from flowvae.infer.objectives import FREE_BITS_GROUPS
 from flowvae.models import VAPNEV
 from flowvae.parts import DEQUANTIZATIONS
-from flowvae.train import PRECISIONS, evaluate_elbo, fit
+from flowvae.train import PRECISIONS, add_out_dir_flags, evaluate_elbo, fit, prepare_out_dir
 
 PLAIN_ELBO = "plain-elbo"  # the sub-folder of the comparison run
 
@@ -63,6 +63,8 @@ class Config:
     precision: str = "float32"
     time_limit: float = 0.0
     out: str = "runs/vapnev"
+    resume: bool = False
+    overwrite: bool = False
     seed: int = 0
 
 
@@ -106,9 +108,10 @@ def parse_args() -> Config:
     parser.add_argument("--precision", default=Config.precision, choices=PRECISIONS,
                         help="bf16: coupling networks in bfloat16 (fit's precision)")
     parser.add_argument("--time-limit", type=float, default=Config.time_limit,
-                        help="minutes; stop after the first epoch past it (0: none); running "
-                             "the same command again resumes from --out's checkpoint")
+                        help="minutes; stop after the first epoch past it (0: none); the "
+                             "same command with --resume continues from --out's checkpoint")
     parser.add_argument("--out", default=Config.out, help="folder for checkpoint, logs, grids")
+    add_out_dir_flags(parser)
     parser.add_argument("--seed", type=int, default=Config.seed)
     return Config(**{k.replace("-", "_"): v for k, v in vars(parser.parse_args()).items()})
 
@@ -156,13 +159,14 @@ def train_and_evaluate(config: Config, train, test):
     history = fit(model, train, test, epochs=config.epochs, batch_size=config.batch_size,
                   lr=config.lr, elbo=elbo, device=config.device, out_dir=config.out,
                   seed=config.seed, max_steps_per_epoch=config.max_steps_per_epoch or None,
-                  resume=_can_resume(config), compile=config.compile,
+                  resume=prepare_out_dir(config.out, config.resume, config.overwrite),
+                  compile=config.compile,
                   precision=config.precision, time_limit=60 * config.time_limit or None)
     minutes = (time.time() - started) / 60
     done = history[-1]["epoch"] if history else 0
     if done < config.epochs:
         print(f"stopped after epoch {done} of {config.epochs} (--time-limit); the same command "
-              f"resumes from {config.out}")
+              f"with --resume continues from {config.out}")
         return done, None
     plot_training_curve(os.path.join(config.out, "metrics.csv"))
     return model, measure(model, config, train, test, minutes)
@@ -243,10 +247,6 @@ def write_pictures(model, test, out: str) -> None:
     print("wrote", save_grid(torch.cat(rows), os.path.join(out, "interpolation.png"), nrow=10,
                              column_labels=["x1", "z1", *[""] * 6, "z2", "x2"],
                              title="inputs x1, x2; decoded from z1 = E_q[z|x1] to z2"))
-
-
-def _can_resume(config: Config) -> bool:
-    return os.path.exists(os.path.join(config.out, "checkpoint.pt"))
 
 
 if __name__ == "__main__":

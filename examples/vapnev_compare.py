@@ -33,7 +33,7 @@ from flowvae.data import DATASETS, load_dataset
 from flowvae.infer import bits_per_dim, iwae_log_likelihood, plot_training_curve, save_grid
 from flowvae.models import VAE, VAPNEV, FlowDensity
 from flowvae.parts import DEQUANTIZATIONS
-from flowvae.train import evaluate_elbo, fit
+from flowvae.train import OUT_DIR_FLAGS, add_out_dir_flags, evaluate_elbo, fit, prepare_out_dir
 
 
 @dataclass(frozen=True)
@@ -50,6 +50,8 @@ class Config:
     iwae: int = 100
     device: str = "cpu"
     out: str = "runs/vapnev-compare"
+    resume: bool = False
+    overwrite: bool = False
     seed: int = 0
 
 
@@ -94,7 +96,8 @@ def main(c: Config) -> list:
         model = build()
         started, out = time.time(), os.path.join(c.out, name[1])
         fit(model, train, epochs=c.epochs, batch_size=c.batch_size, device=c.device,
-            seed=c.seed, progress=False, out_dir=out)
+            seed=c.seed, progress=False, out_dir=out,
+            resume=prepare_out_dir(out, c.resume, c.overwrite))
         minutes = (time.time() - started) / 60
         x = model.preprocess(test.to(c.device))
         log_px = torch.cat([iwae_log_likelihood(model.model, model.guide, chunk,
@@ -169,11 +172,14 @@ def parse_args(argv=None) -> Config:
     parser.add_argument("--paper", action="store_true",
                         help=f"paper sizes on MNIST, {PAPER}; flags given with it still win")
     for f in fields(Config):
+        if f.name in OUT_DIR_FLAGS:  # --resume, --overwrite: added below
+            continue
         many = isinstance(f.default, tuple)
         parser.add_argument("--" + f.name.replace("_", "-"), default=f.default,
                             type=type(f.default[0] if many else f.default),
                             nargs="+" if many else None, choices=CHOICES.get(f.name),
                             help=HELP[f.name])
+    add_out_dir_flags(parser)
     if parser.parse_known_args(argv)[0].paper:
         parser.set_defaults(**PAPER)
     args = vars(parser.parse_args(argv))

@@ -14,7 +14,8 @@ table and rate_distortion.png (rate against distortion, one point per setting).
         --flow-channels 16 --test-size 500 --settings elbo,free-bits-1,no-z,logistic \\
         --iwae 100 --iwae-images 200
 
-A setting already in --out's results.json is not trained again (delete it to redo one).
+A setting already in --out's results.json is not trained again (--overwrite trains every one
+again; --resume continues an unfinished one).
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ import torch
 from flowvae.data import DATASETS, ImageDataset, load_dataset
 from flowvae.infer import GeneralizedELBO, bits_per_dim, iwae_log_likelihood, label_agreement
 from flowvae.models import VAE, VAPNEV, FlowDensity
-from flowvae.train import evaluate_elbo, fit
+from flowvae.train import OUT_DIR_FLAGS, add_out_dir_flags, evaluate_elbo, fit, prepare_out_dir
 
 #: name -> (label, training objective: None for the plain ELBO, else GeneralizedELBO kwargs)
 SETTINGS = {
@@ -66,6 +67,8 @@ class Config:
     iwae_images: int = 500
     device: str = "cpu"
     out: str = "runs/vapnev-latent"
+    resume: bool = False
+    overwrite: bool = False
     seed: int = 0
 
 
@@ -99,7 +102,7 @@ def run(name: str, c: Config, train, test) -> dict:
     started = time.time()
     fit(model, train, epochs=c.epochs, batch_size=c.batch_size, elbo=elbo, device=c.device,
         seed=c.seed, progress=False, out_dir=out,
-        resume=os.path.exists(os.path.join(out, "checkpoint.pt")))
+        resume=prepare_out_dir(out, c.resume, c.overwrite))
     row = dict(setting=name, label=SETTINGS[name][0], parameters=count(model),
                minutes=(time.time() - started) / 60)
     row.update(evaluate_elbo(model, test.images))
@@ -169,7 +172,7 @@ def main(c: Config) -> list:
     os.makedirs(c.out, exist_ok=True)
     results_path = os.path.join(c.out, "results.json")
     done = {}
-    if os.path.exists(results_path):
+    if os.path.exists(results_path) and not c.overwrite:
         with open(results_path) as f:
             done = {r["setting"]: r for r in json.load(f)["rows"]}
     rows = []
@@ -214,9 +217,12 @@ def parse_args() -> Config:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0],
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     for key, default in asdict(Config()).items():
+        if key in OUT_DIR_FLAGS:  # --resume, --overwrite: added below
+            continue
         kwargs = dict(choices=DATASETS) if key == "dataset" else {}
         parser.add_argument("--" + key.replace("_", "-"), type=type(default), default=default,
                             help=HELP.get(key, " "), **kwargs)
+    add_out_dir_flags(parser)
     return Config(**vars(parser.parse_args()))
 
 

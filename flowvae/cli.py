@@ -480,9 +480,11 @@ def _check_out(config: TrainConfig, run_path: str) -> None:
     """The run folder's rule (:func:`flowvae.train.rundir.prepare_out_dir`), then a resumed
     run's dataset and padding against its ``run.json``."""
     try:
-        prepare_out_dir(config.run_dir, resume=config.resume, overwrite=config.overwrite)
+        resumable = prepare_out_dir(config.run_dir, config.resume, config.overwrite)
     except ValueError as err:  # --resume with --overwrite
         raise CommandError(str(err)) from None
+    if config.resume and not resumable:
+        raise CommandError(f"--resume: no {CHECKPOINT} in {config.run_dir}")
     if config.resume and os.path.isfile(run_path):
         before = _read_run(run_path)
         for key in ("dataset", "pad_to"):

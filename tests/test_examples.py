@@ -1,5 +1,6 @@
 """Every example runs end to end (tiny budgets), and the codebase passes ruff."""
 
+import dataclasses
 import glob
 import importlib.util
 import itertools
@@ -13,6 +14,8 @@ import sys
 
 import pytest
 from PIL import Image
+
+from flowvae.train import RunDirectoryError
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -30,15 +33,17 @@ def test_vapnev_example_writes_metrics_and_grids(tmp_path, capsys, load_example)
         assert (tmp_path / name).stat().st_size > 0, name
 
 
-def test_vapnev_example_stops_at_its_time_limit_and_the_same_command_finishes(tmp_path,
-                                                                              load_example):
+def test_vapnev_example_stops_at_its_time_limit_and_resume_finishes(tmp_path, load_example):
     example = load_example("vapnev")
     config = example.Config(epochs=2, max_steps_per_epoch=1, flow_channels=4, hidden=4,
                             time_limit=1e-9, dequantization="variational", compare=False,
                             out=str(tmp_path))
     assert example.main(config) == {"epoch": 1}  # past the limit after epoch 1: no evaluation
     assert not (tmp_path / "samples.png").exists()
-    assert example.main(config)["bpd"] > 0  # resumed from the checkpoint, epoch 2, evaluated
+    with pytest.raises(RunDirectoryError, match="--resume to continue its run"):
+        example.main(config)  # the folder holds a run: neither --resume nor --overwrite
+    resumed = dataclasses.replace(config, resume=True)
+    assert example.main(resumed)["bpd"] > 0  # resumed from the checkpoint, epoch 2, evaluated
     assert (tmp_path / "metrics.csv").read_text().count("\n") == 3  # header + 2 epochs
 
 
@@ -71,7 +76,8 @@ def test_vapnev_comparison_example_runs_all_four_models(tmp_path, load_example, 
     for letter, name in itertools.product("abcd", ("samples.png", "training_curve.png")):
         assert Image.open(tmp_path / letter / name).width >= 400, (letter, name)
     only = example.main(example.Config(epochs=1, train_size=64, eval_images=8, flow_channels=4,
-                                       latent_dim=2, iwae=2, models=("c",), out=str(tmp_path)))
+                                       latent_dim=2, iwae=2, models=("c",), out=str(tmp_path),
+                                       overwrite=True))
     assert [r["model"] for r in only] == [rows[2]["model"]]
     assert only[0]["test_bpd_iwae"] == rows[2]["test_bpd_iwae"]  # seeded: the same run
 

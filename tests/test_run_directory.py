@@ -69,8 +69,10 @@ def test_a_folder_holding_files_is_refused_without_resume_or_overwrite(tmp_path,
     assert (out / CHECKPOINT).read_bytes() == before
     assert main(["train", *TINY, "--out", str(out), "--overwrite", "--seed", "5"]) == 0
     assert (out / CHECKPOINT).read_bytes() != before and len(rows(out)) == 1
-    with pytest.raises(RunDirectoryError, match="no checkpoint.pt"):
-        prepare_out_dir(str(tmp_path / "empty"), resume=True)
+    with pytest.raises(SystemExit):
+        main(["train", *TINY, "--out", str(tmp_path / "empty"), "--resume"])
+    assert "--resume: no checkpoint.pt in" in capsys.readouterr().err
+    assert not prepare_out_dir(str(tmp_path / "empty"), resume=True)  # an example starts it
 
 
 def test_an_out_that_is_a_file_is_one_line(tmp_path, capsys):

@@ -29,7 +29,8 @@ _WHERE = {  # name -> its module, imported on first use: the CLI reads .config w
     **{name: "flowvae.train.config" for name in ("CHECKPOINT", "PRECISIONS", "FitConfig")},
     "setup_distributed": "flowvae.train.distributed",
     **{name: "flowvae.train.rundir" for name in (
-        "RunDirectoryError", "add_out_dir_flags", "prepare_out_dir", "write_metrics")},
+        "OUT_DIR_FLAGS", "RunDirectoryError", "add_out_dir_flags", "prepare_out_dir",
+        "write_metrics")},
     **{name: "flowvae.train.loop" for name in (
         "TrainingRun", "as_images", "evaluate_elbo", "fit", "train_epoch")},
     **{name: "flowvae.train.step" for name in (
@@ -41,6 +42,7 @@ __all__ = [
     "CHECKPOINT",
     "ELBOS",
     "OPTIMIZERS",
+    "OUT_DIR_FLAGS",
     "PRECISIONS",
     "Callback",
     "Checkpointing",

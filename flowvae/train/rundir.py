@@ -24,13 +24,17 @@ from typing import Dict, List, Sequence
 
 from flowvae.train.config import CHECKPOINT
 
-__all__ = ["METRICS_FILES", "RUN_FILES", "RunDirectoryError", "add_out_dir_flags",
+__all__ = ["METRICS_FILES", "OUT_DIR_FLAGS", "RUN_FILES", "RunDirectoryError", "add_out_dir_flags",
            "prepare_out_dir", "write_atomically", "write_metrics"]
 
 #: the metrics files ``fit`` writes in its ``out_dir``
 METRICS_FILES = ("metrics.jsonl", "metrics.csv")
 #: every file a run writes in its folder (``run.json`` by the CLI); ``--overwrite`` removes them
 RUN_FILES = (CHECKPOINT, *METRICS_FILES, "run.json")
+
+
+#: the names of :func:`add_out_dir_flags`' options (an example's ``Config`` fields)
+OUT_DIR_FLAGS = ("resume", "overwrite")
 
 
 class RunDirectoryError(OSError):
@@ -105,38 +109,38 @@ def write_metrics(out_dir: str, history: Sequence[Dict[str, float]]) -> None:
     write_atomically(os.path.join(out_dir, METRICS_FILES[1]), text.getvalue().encode())
 
 
-def prepare_out_dir(out_dir: str, resume: bool = False, overwrite: bool = False) -> None:
-    """The rule of the run folder ``out_dir``, shared by ``flowvae train`` and the examples:
+def prepare_out_dir(out_dir: str, resume: bool = False, overwrite: bool = False) -> bool:
+    """The rule of the run folder ``out_dir``, shared by ``flowvae train`` and the examples
+    (which apply it to each run's folder, so that runs in parallel can share an ``--out``):
 
-    * ``resume``: ``out_dir/checkpoint.pt`` must exist;
+    * ``resume``: continue the run in ``out_dir`` if it has a checkpoint (else start it);
     * ``overwrite``: the files runs write (:data:`RUN_FILES`), in ``out_dir`` and its
-      subfolders (an example's runs), are removed first; other files are left;
+      subfolders, are removed first; other files are left;
     * neither: ``out_dir`` must be missing or empty.
 
-    The folder is created. Raises :class:`RunDirectoryError` (one line, naming the flag that
-    fixes it) otherwise; ``resume`` and ``overwrite`` together are a ``ValueError``.
+    The folder is created. Returns whether ``fit`` should resume (``resume`` and a checkpoint
+    exists). Raises :class:`RunDirectoryError` (one line, naming the flag that fixes it)
+    otherwise; ``resume`` and ``overwrite`` together are a ``ValueError``.
     """
     if resume and overwrite:
         raise ValueError("--resume and --overwrite exclude each other: resume a run, or "
                          "start it again")
     make_dir(out_dir)
     if resume:
-        if not os.path.isfile(os.path.join(out_dir, CHECKPOINT)):
-            raise RunDirectoryError(errno.ENOENT, f"--resume: no {CHECKPOINT} in {out_dir} to "
-                                                  "resume from; start without --resume")
-        return
+        return os.path.isfile(os.path.join(out_dir, CHECKPOINT))
     if overwrite:
         doomed = set(RUN_FILES) | {name + ".tmp" for name in RUN_FILES}
         for folder, _, names in os.walk(out_dir):
             for name in doomed.intersection(names):
                 os.remove(os.path.join(folder, name))
-        return
+        return False
     held = sorted(os.listdir(out_dir))
     if held:
         shown = ", ".join(held[:3]) + (", ..." if len(held) > 3 else "")
         raise RunDirectoryError(
             errno.EEXIST, f"{out_dir} already holds files ({shown}): pass --resume to continue "
                           "its run, --overwrite to replace it, or choose another folder")
+    return False
 
 
 def add_out_dir_flags(parser) -> None:
