@@ -85,6 +85,9 @@ class TrainConfig:
     clip_norm: Optional[float] = None
     lr_decay: float = _FIT.lr_decay
     elbo: str = _FIT.elbo
+    free_bits: Optional[float] = None
+    free_bits_group: str = "dimension"
+    kl_warmup: int = 0
     particles: int = _FIT.num_particles
     compile: bool = _FIT.compile
     precision: str = _FIT.precision
@@ -105,11 +108,34 @@ class TrainConfig:
     def run_dir(self) -> str:
         return self.out or os.path.join("runs", f"{self.model}-{self.dataset}")
 
+    @property
+    def resolved_free_bits(self) -> float:
+        """``--free-bits``, else the model's default: 1 nat per dimension for VAPNEV, whose
+        latent collapses on the plain ELBO (docs/papers/vapnev.md), 0 for the others."""
+        if self.free_bits is not None:
+            return self.free_bits
+        return 1.0 if self.model == "vapnev" else 0.0
+
+    def objective(self):
+        """``--elbo``'s name, or a :class:`~flowvae.infer.GeneralizedELBO` with free bits and
+        KL warm-up when either is on (``--elbo meanfield``: with the closed-form KL)."""
+        if not (self.resolved_free_bits or self.kl_warmup):
+            return self.elbo
+        from flowvae.infer import GeneralizedELBO
+
+        return GeneralizedELBO(
+            "elbo", free_bits=self.resolved_free_bits, free_bits_group=self.free_bits_group,
+            warmup_steps=self.kl_warmup, analytic_kl=self.elbo == "meanfield",
+            num_particles=self.particles, vectorize_particles=self.particles > 1,
+            max_plate_nesting=1)
+
     def fit_config(self, device) -> FitConfig:
         """The :class:`~flowvae.train.FitConfig` of these flags: the fields of the same name,
-        ``--particles``, ``--time-limit`` (minutes to seconds), the run folder, ``device``."""
+        ``--particles``, ``--time-limit`` (minutes to seconds), the run folder, ``device``;
+        the ELBO is :meth:`objective`."""
         same = {f.name: getattr(self, f.name) for f in fields(FitConfig)
                 if f.name in _SHARED_WITH_FIT}
+        same["elbo"] = self.objective()
         minutes = self.time_limit
         return FitConfig(**same, num_particles=self.particles, device=device,
                          out_dir=self.run_dir, time_limit=None if minutes is None else 60 * minutes)
@@ -192,6 +218,16 @@ def _positive_float(value: str) -> float:
         raise argparse.ArgumentTypeError(f"{value!r} is not a number") from None
     if not number > 0:
         raise argparse.ArgumentTypeError(f"must be > 0, got {number}")
+    return number
+
+
+def _non_negative_float(value: str) -> float:
+    try:
+        number = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a number") from None
+    if not number >= 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {number}")
     return number
 
 
@@ -313,6 +349,17 @@ def _add_optimization_flags(optim) -> None:
     optim.add_argument("--elbo", choices=ELBO_NAMES, default=TrainConfig.elbo,
                        help="trace: Monte-Carlo ELBO; meanfield: analytic KL where one exists; "
                             "jit: Trace_ELBO compiled by torch.jit (default: %(default)s)")
+    optim.add_argument("--free-bits", type=_non_negative_float, default=None, metavar="NATS",
+                       help="free bits (Kingma et al. 2016): a latent group's KL below NATS per "
+                            "image is not penalised, against posterior collapse; 0: the plain "
+                            "ELBO (default: 1 for vapnev, whose latent collapses without, else 0)")
+    optim.add_argument("--free-bits-group", choices=("dimension", "site"),
+                       default=TrainConfig.free_bits_group,
+                       help="a free-bits group is one latent dimension or a whole latent site "
+                            "(default: %(default)s)")
+    optim.add_argument("--kl-warmup", type=_int_at_least(0), default=TrainConfig.kl_warmup,
+                       metavar="STEPS", help="raise the KL weight from 0 to 1 over this many "
+                                             "steps (Bowman et al. 2016; default: 0, none)")
     optim.add_argument("--particles", type=_int_at_least(1), default=TrainConfig.particles,
                        help="vectorized ELBO particles per step (default: %(default)s)")
     optim.add_argument("--compile", action="store_true",
@@ -456,6 +503,9 @@ def _likelihood_class(config: TrainConfig):
 
 def _check_train_flags(config: TrainConfig) -> None:
     """Refuse flags that do not apply to the model, reading what its likelihood declares."""
+    if (config.resolved_free_bits or config.kl_warmup) and config.elbo == "jit":
+        raise CommandError("--free-bits and --kl-warmup train on flowvae's GeneralizedELBO: use "
+                           "--elbo trace or meanfield, or --free-bits 0 for --elbo jit")
     if config.model == "vapnev":
         for flag in ("likelihood", "network"):
             if getattr(config, flag) is not None:
@@ -511,8 +561,13 @@ def _train_command(config: TrainConfig) -> None:
     pyro.set_rng_seed(config.seed)  # the initialization too, not only what fit seeds
     model = build_model(config, shape)
     params = sum(p.numel() for p in model.parameters())
+    objective = "the ELBO"
+    if config.resolved_free_bits:
+        objective = f"free bits {config.resolved_free_bits:g} nats per {config.free_bits_group}"
+    if config.kl_warmup:
+        objective += f", KL warm-up over {config.kl_warmup} steps"
     say(f"{type(model).__name__} on {config.dataset} {shape}: {params:,} parameters, "
-        f"device {device}, writing to {out}")
+        f"device {device}, objective {objective}, writing to {out}")
     run = dict(resolved_run(config, model, device),
                eval_images=min(config.eval_images or len(test), len(test)))
     if not config.resume and rank == 0:  # a resumed run records them once fit accepted them
@@ -543,6 +598,7 @@ def resolved_run(config: TrainConfig, model, device) -> Dict[str, Any]:
                data_dir=resolve_root(config.data_dir), flowvae_version=flowvae.__version__)
     if run["progress"] is None:
         run["progress"] = sys.stderr.isatty()
+    run["free_bits"] = config.resolved_free_bits
     recorded, defaults = model.config, MODEL_DEFAULTS[config.model]
     for flag in ("latent_dim", "hidden", "likelihood", "network", "guide", "prior",
                  "dequantization"):

@@ -266,3 +266,26 @@ def test_train_with_the_categorical_likelihood_and_evaluate_prints_the_diagnosti
     assert 0 <= numbers["active_units_z"] <= 2
     # a near-uniform categorical model: close to 8 bits/dim after two steps
     assert 7 < numbers["bpd"] < 9
+
+
+def test_the_objective_flags_build_free_bits_and_kl_warmup(tmp_path, capsys):
+    from flowvae.cli import TrainConfig
+    from flowvae.infer import GeneralizedELBO
+
+    assert TrainConfig(model="vae").objective() == "trace"
+    assert TrainConfig(model="vapnev", free_bits=0.0).objective() == "trace"
+    vapnev = TrainConfig(model="vapnev").objective()  # its latent collapses on the plain ELBO
+    assert isinstance(vapnev, GeneralizedELBO)
+    assert (vapnev.free_bits, vapnev.free_bits_group, vapnev.warmup_steps) == (1.0, "dimension", 0)
+    warm = TrainConfig(model="vae", kl_warmup=50, free_bits_group="site",
+                       elbo="meanfield").objective()
+    assert (warm.free_bits, warm.warmup_steps, warm.analytic_kl) == (0.0, 50, True)
+    assert main(["train", *TINY_VAPNEV, *COMMON, "--kl-warmup", "7", "--out",
+                 str(tmp_path)]) == 0
+    assert "objective free bits 1 nats per dimension, KL warm-up over 7 steps" in \
+        capsys.readouterr().out
+    run = json.loads((tmp_path / "run.json").read_text())
+    assert (run["free_bits"], run["kl_warmup"]) == (1.0, 7)
+    code, err = exit_code(["train", *TINY_VAPNEV, *COMMON, "--elbo", "jit", "--out",
+                           str(tmp_path / "jit")], capsys)
+    assert code == 2 and "--free-bits 0 for --elbo jit" in err
