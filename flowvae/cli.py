@@ -568,6 +568,11 @@ def _train_command(config: TrainConfig) -> None:
         objective += f", KL warm-up over {config.kl_warmup} steps"
     say(f"{type(model).__name__} on {config.dataset} {shape}: {params:,} parameters, "
         f"device {device}, objective {objective}, writing to {out}")
+    if config.model == "vapnev" and all(getattr(config, flag) is None for flag in (
+            "latent_dim", "hidden", "flow_channels", "num_blocks")):
+        say("note: these are VAPNEV's library defaults (latent 64, hidden 32, flow width 64, "
+            "2 blocks); the main job examples/vapnev.py trains --latent-dim 16 --hidden 16 "
+            "--flow-channels 32 --num-blocks 1 (1.3M parameters)")
     run = dict(resolved_run(config, model, device),
                eval_images=min(config.eval_images or len(test), len(test)))
     if not config.resume and rank == 0:  # a resumed run records them once fit accepted them
