@@ -20,7 +20,8 @@ import errno
 import io
 import json
 import os
-from typing import Dict, List, Sequence
+import signal
+from typing import Dict, List, Optional, Sequence
 
 from flowvae.train.config import CHECKPOINT
 
@@ -79,11 +80,18 @@ def write_atomically(path: str, data: bytes) -> None:
     ``path``. On any OS error the temporary file is removed and a :class:`RunDirectoryError`
     names ``path`` and the fix; ``path`` is left as it was."""
     tmp = f"{path}.tmp"
+    kill = _kill_point(path)
     try:
         with open(tmp, "wb") as f:
+            if kill == "mid":  # half the file on the disk, then killed
+                f.write(data[: len(data) // 2])
+                f.flush()
+                _die()
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
+        if kill == "written":
+            _die()
         os.replace(tmp, path)
     except OSError as err:
         try:
@@ -91,6 +99,30 @@ def write_atomically(path: str, data: bytes) -> None:
         except OSError:
             pass  # never created, or the folder itself is unusable
         raise run_directory_error(path, err) from None
+    if kill == "renamed":
+        _die()
+
+
+#: test-only fault injection (``tests/test_fault_injection.py``): ``NAME:N:STAGE`` kills the
+#: process with SIGKILL at the N-th write of a file named NAME in this process, at STAGE:
+#: ``mid`` (half of the temporary file written), ``written`` (the temporary file complete, not
+#: renamed) or ``renamed`` (the file in place, nothing after it written)
+KILL_AT_ENV = "FLOWVAE_TEST_KILL_AT"
+_WRITES: Dict[str, int] = {}
+
+
+def _kill_point(path: str) -> Optional[str]:
+    spec = os.environ.get(KILL_AT_ENV)
+    if not spec:
+        return None
+    name = os.path.basename(path)
+    _WRITES[name] = _WRITES.get(name, 0) + 1
+    target, count, stage = spec.split(":")
+    return stage if (name, _WRITES[name]) == (target, int(count)) else None
+
+
+def _die() -> None:
+    os.kill(os.getpid(), signal.SIGKILL)
 
 
 def write_metrics(out_dir: str, history: Sequence[Dict[str, float]]) -> None:
