@@ -25,6 +25,8 @@ a flow of twenty couplings costs one finiteness check, not twenty.
 
 from __future__ import annotations
 
+import math
+import numbers
 import operator
 import threading
 from contextlib import contextmanager
@@ -43,6 +45,7 @@ __all__ = [
     "check_int",
     "check_nonempty",
     "check_shape",
+    "check_temperature",
     "check_transform_inputs",
     "module_dtype",
     "nested",
@@ -167,6 +170,17 @@ def check_int(
     if number < minimum:
         raise ValueError(f"{_where(owner, name)}: expected an integer >= {minimum}, got {number}")
     return number
+
+
+def check_temperature(owner: Optional[str], value) -> float:
+    """``value`` as a sampling temperature: a finite real number > 0 (a ValueError, or a
+    TypeError for a non-number)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{_where(owner, 'temperature')}: expected a number > 0, got {value!r}")
+    if not (math.isfinite(value) and value > 0):
+        raise ValueError(f"{_where(owner, 'temperature')}: expected a finite number > 0 (1: "
+                         f"the model's own spread), got {value!r}")
+    return float(value)
 
 
 def check_transform_inputs(

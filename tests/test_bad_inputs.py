@@ -266,3 +266,82 @@ def test_float64_flow_takes_float64_inputs():
     with pytest.raises(TypeError, match=r"inputs: expected dtype torch.float64 .*got .*float32"):
         flow(x_img(), context=ctx(dtype=torch.float64))
 
+
+
+# ---- argument ranges of fit, the models and their entry points (issue 21) -------------------
+
+def _tiny_vae():
+    from flowvae.models import VAE
+
+    return VAE((1, 8, 8), latent_dim=2, hidden=8)
+
+
+def _fit(**options):
+    from flowvae.train import fit
+
+    images = torch.randint(0, 256, (8, 1, 8, 8), dtype=torch.uint8)
+    return lambda: fit(_tiny_vae(), images, progress=False, **options)
+
+
+def _vae(**kwargs):
+    from flowvae.models import VAE
+
+    return lambda: VAE((1, 8, 8), **{"latent_dim": 2, "hidden": 8, **kwargs})
+
+
+RANGES = [
+    (_fit(epochs=-1), ValueError, r"FitConfig: epochs: expected an integer >= 1, got -1"),
+    (_fit(epochs=0), ValueError, r"FitConfig: epochs: expected an integer >= 1, got 0"),
+    (_fit(batch_size=0), ValueError, r"FitConfig: batch_size: expected an integer >= 1, got 0"),
+    (_fit(max_steps_per_epoch=0), ValueError,
+     r"FitConfig: max_steps_per_epoch: expected an integer >= 1, got 0"),
+    (_fit(num_particles=0), ValueError,
+     r"FitConfig: num_particles: expected an integer >= 1, got 0"),
+    (_fit(eval_batch_size=0), ValueError,
+     r"FitConfig: eval_batch_size: expected an integer >= 1, got 0"),
+    (_fit(eval_images=0), ValueError, r"FitConfig: eval_images: expected an integer >= 1"),
+    (_fit(lr=0.0), ValueError, r"FitConfig: lr: expected a finite number > 0, got 0.0"),
+    (_fit(lr=-1e-3), ValueError, r"FitConfig: lr: expected a finite number > 0"),
+    (_fit(epochs=2.5), TypeError, r"FitConfig: epochs: expected an integer, got 2.5"),
+    (_vae(beta=-1.0), ValueError, r"VAE: beta: expected a finite number >= 0"),
+    (_vae(latent_dim=0), ValueError, r"VAE: latent_dim: expected an integer >= 1, got 0"),
+    (lambda: _tiny_vae().generate(0), ValueError,
+     r"VAE.generate: n: expected an integer >= 1, got 0"),
+    (lambda: _tiny_vae().generate(2, temperature=0), ValueError,
+     r"VAE.generate: temperature: expected a finite number > 0"),
+    (lambda: _tiny_vae().generate(2, temperature=-1.0), ValueError,
+     r"VAE.generate: temperature: expected a finite number > 0"),
+    (lambda: _tiny_vae().preprocess(torch.zeros(0, 1, 8, 8, dtype=torch.uint8)), ValueError,
+     r"VAE.preprocess: x: expected a non-empty batch, got shape \(0, 1, 8, 8\)"),
+]
+
+
+@pytest.mark.parametrize("fn,error,pattern", RANGES, ids=[r[2][:48] for r in RANGES])
+def test_argument_out_of_range_ends_in_flowvaes_message(fn, error, pattern):
+    _assert_flowvae_error(fn, error, pattern)
+
+
+def test_a_flow_distributions_temperature_is_checked_on_every_assignment():
+    flow = ConditionalRealNVP((2,), hidden_features=8)
+    d = FlowDistribution(flow, torch.zeros(2), torch.ones(2), temperature=0.5)
+    for bad in (0.0, -1.0, float("inf")):
+        with pytest.raises(ValueError, match="FlowDistribution: temperature: expected a finite"):
+            d.temperature = bad
+    assert d.temperature == 0.5
+
+
+@pytest.mark.parametrize("flags,says", [
+    (["--epochs", "0"], "--epochs: must be >= 1, got 0"),
+    (["--batch-size", "0"], "--batch-size: must be >= 1, got 0"),
+    (["--lr", "0"], "--lr: must be > 0"),
+    (["--particles", "0"], "--particles: must be >= 1, got 0"),
+    (["--max-steps-per-epoch", "0"], "--max-steps-per-epoch: must be >= 1, got 0"),
+    (["--eval-images", "0"], "--eval-images: must be >= 1, got 0"),
+    (["--latent-dim", "0"], "--latent-dim: must be >= 1, got 0"),
+])
+def test_the_cli_refuses_out_of_range_flags(flags, says, capsys):
+    from flowvae.cli import main
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(["train", *flags])
+    assert exit_info.value.code == 2 and says in capsys.readouterr().err

@@ -10,6 +10,7 @@ from torch import Size, Tensor
 from torch.distributions import Normal, constraints
 
 from flowvae.nn.init import data_init_modules
+from flowvae.validation import check_temperature
 
 
 def cache_key(module, *tensors: Optional[Tensor]) -> Optional[Tuple]:
@@ -153,8 +154,6 @@ class FlowDistribution(TorchDistribution):
                 f"{tuple(base_scale.shape)} and context "
                 f"{None if context is None else tuple(context.shape)} do not broadcast"
             ) from None
-        if temperature <= 0:
-            raise ValueError(f"temperature must be positive, got {temperature}")
         self.transform = transform
         self.base_loc = base_loc.expand(batch_shape + event_shape)
         self.base_scale = base_scale.expand(batch_shape + event_shape)
@@ -162,6 +161,16 @@ class FlowDistribution(TorchDistribution):
         self.temperature = temperature
         self._cache: Optional[Tuple[Tensor, Optional[Tuple], Tensor]] = None
         super().__init__(batch_shape, event_shape, validate_args=validate_args)
+
+    @property
+    def temperature(self) -> float:
+        """The factor of the base scale when sampling (a finite number > 0, checked on every
+        assignment)."""
+        return self._temperature
+
+    @temperature.setter
+    def temperature(self, value: float) -> None:
+        self._temperature = check_temperature(type(self).__name__, value)
 
     @constraints.dependent_property(is_discrete=False, event_dim=0)
     def support(self):

@@ -13,6 +13,8 @@ import torch
 from pyro.nn import PyroModule
 from torch import Tensor
 
+from flowvae.validation import check_int, check_nonempty, check_temperature
+
 __all__ = ["PyroModel", "pyro_program", "recorded_arguments"]
 
 _COUNTERS: Dict[str, Iterator[int]] = defaultdict(itertools.count)
@@ -72,6 +74,36 @@ def recorded_arguments(init: Callable, args: tuple, kwargs: dict) -> Dict[str, A
     return recorded
 
 
+def _checked_generate(generate: Callable) -> Callable:
+    """``generate`` refusing ``n < 1`` and a ``temperature`` that is not a finite number > 0,
+    in flowvae's words, before any work (no tensor is read)."""
+    signature = inspect.signature(generate)
+
+    @functools.wraps(generate)
+    def wrapper(self, *args, **kwargs):
+        given = signature.bind(self, *args, **kwargs).arguments
+        owner = f"{type(self).__name__}.generate"
+        if "n" in given:
+            check_int(owner, "n", given["n"], minimum=1)
+        if "temperature" in given:
+            check_temperature(owner, given["temperature"])
+        return generate(self, *args, **kwargs)
+
+    return wrapper
+
+
+def _checked_preprocess(preprocess: Callable) -> Callable:
+    """``preprocess`` refusing an empty batch (a metadata check: no host read)."""
+
+    @functools.wraps(preprocess)
+    def wrapper(self, x, *args, **kwargs):
+        if isinstance(x, Tensor):
+            check_nonempty(f"{type(self).__name__}.preprocess", "x", x)
+        return preprocess(self, x, *args, **kwargs)
+
+    return wrapper
+
+
 def _recording(init: Callable) -> Callable:
     @functools.wraps(init)
     def wrapper(self, *args, **kwargs):
@@ -110,6 +142,10 @@ class PyroModel(PyroModule):
         super().__init_subclass__(**kwargs)
         if "__init__" in cls.__dict__:  # record the bound arguments of this constructor
             cls.__init__ = _recording(cls.__dict__["__init__"])
+        for method, check in (("generate", _checked_generate),
+                              ("preprocess", _checked_preprocess)):
+            if method in cls.__dict__:  # every model's entry points check their arguments
+                setattr(cls, method, check(cls.__dict__[method]))
 
     @property
     def config(self) -> Dict[str, Any]:

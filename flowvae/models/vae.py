@@ -22,6 +22,7 @@ from flowvae.nn import (
     MLPEncoder,
 )
 from flowvae.parts import GUIDES, LIKELIHOODS, PRIORS
+from flowvae.validation import check_int
 
 LATENT = "z"
 OBSERVED = "x"
@@ -140,7 +141,12 @@ class VAE(PyroModel):
             raise ValueError(f"shape must be (C, H, W), got {self.shape}")
         if mmd_weight < 0:
             raise ValueError(f"mmd_weight must be >= 0, got {mmd_weight}")
+        if not (isinstance(beta, (int, float)) and math.isfinite(beta) and beta >= 0):
+            raise ValueError(f"{type(self).__name__}: beta: expected a finite number >= 0 "
+                             f"(0 drops the KL term), got {beta!r}")
         self.latent_shape = _latent_shape(latent_dim, network, guide_cls, likelihood_cls)
+        for size in self.latent_shape:
+            check_int(type(self).__name__, "latent_dim", size, minimum=1)
         self.beta = beta
         self.mmd_weight = mmd_weight
         self.q = guide_cls(latent_dim, **(guide_kwargs or {}))

@@ -8,6 +8,7 @@ library's tables :data:`flowvae.train.OPTIMIZERS` and :data:`flowvae.train.ELBOS
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
 from typing import Any, Mapping, Optional, Union
 
@@ -51,7 +52,11 @@ class FitConfig:
         time_limit: seconds; stop after the first epoch that ends past it (``None``: none).
 
     Raises:
-        ValueError: an unknown ``optimizer``, ``elbo`` name or ``precision``.
+        ValueError: an unknown ``optimizer``, ``elbo`` name or ``precision``; a size below 1
+            (``epochs``, ``batch_size``, ``num_particles``, ``eval_batch_size``,
+            ``max_steps_per_epoch``, ``eval_images``); a rate not positive (``lr``,
+            ``lr_decay``, ``clip_norm``) or a negative ``time_limit``.
+        TypeError: a size that is not an integer.
 
     Example:
         >>> FitConfig(epochs=3).replace(lr=1e-4).lr
@@ -80,6 +85,26 @@ class FitConfig:
     time_limit: Optional[float] = None
 
     def __post_init__(self):
+        for name in ("epochs", "batch_size", "num_particles", "eval_batch_size",
+                     "max_steps_per_epoch", "eval_images"):
+            value = getattr(self, name)
+            optional = name in ("max_steps_per_epoch", "eval_images")
+            if value is None and optional:
+                continue
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise TypeError(f"FitConfig: {name}: expected an integer, got {value!r}")
+            if value < 1:
+                raise ValueError(f"FitConfig: {name}: expected an integer >= 1, got {value}"
+                                 + (" (None: no limit)" if optional else ""))
+        for name, optional in (("lr", False), ("lr_decay", False), ("clip_norm", True)):
+            value = getattr(self, name)
+            if not (value is None and optional) and not _positive(value):
+                raise ValueError(f"FitConfig: {name}: expected a finite number > 0, got "
+                                 f"{value!r}")
+        if self.time_limit is not None and not (_positive(self.time_limit)
+                                                or self.time_limit == 0):
+            raise ValueError(f"FitConfig: time_limit: expected seconds >= 0 or None, got "
+                             f"{self.time_limit!r}")
         if self.optimizer not in OPTIMIZER_NAMES:
             raise ValueError(f"optimizer must be one of {OPTIMIZER_NAMES}, got {self.optimizer!r}")
         if isinstance(self.elbo, str) and self.elbo not in ELBO_NAMES:
@@ -103,3 +128,9 @@ class FitConfig:
             raise TypeError(f"fit() got unexpected keyword arguments {unknown}; "
                             f"its options are the fields of FitConfig")
         return dataclasses.replace(config or cls(), **options)
+
+
+def _positive(value: Any) -> bool:
+    """A finite real number > 0 (NaN, infinity, strings and bools are not)."""
+    return (isinstance(value, (int, float)) and not isinstance(value, bool)
+            and math.isfinite(value) and value > 0)
