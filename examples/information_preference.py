@@ -178,7 +178,8 @@ def main(config: Config) -> list:
                     guide_kwargs=dict(max_log_scale=config.max_log_scale),
                     likelihood="pixelcnn", likelihood_kwargs=dict(
                         hidden_channels=config.pixel_channels, num_blocks=config.pixel_blocks,
-                        context_channels=config.context_channels)).to(config.device)
+                        context_channels=config.context_channels,
+                        data_levels=train_set.levels)).to(config.device)
         x_mi = model.preprocess(spread(test, config.mi_images).to(config.device))
         history = train(kind, model, train_set, x_mi, spread(x_mi, config.eval_images), config)
         started = time.time()

@@ -109,16 +109,18 @@ def spread(images, n: int):
 
 
 def load(config: Config):
-    """Train images (uint8; grey ones are binarized afresh every batch) and fixed test images."""
+    """Train images (uint8; grey ones are binarized afresh every batch), fixed test images of
+    the same grey levels, and those levels (the likelihood's ``data_levels``)."""
     if config.binarize == "fixed":
-        train = load_dataset("binarized-mnist", "train").images
+        data = load_dataset("binarized-mnist", "train")
         test = load_dataset("binarized-mnist", "test").images
     else:
-        train = load_dataset("mnist", "train").images
+        data = load_dataset("mnist", "train")
         grey = load_dataset("mnist", "test").images
         rng = torch.Generator().manual_seed(config.seed)
-        test = torch.bernoulli(grey / 255.0, generator=rng).to(torch.uint8)
-    return train, spread(test, config.eval_images)
+        # a fixed binarization as 8-bit extremes (0, 255), which binarizing leaves as they are
+        test = torch.bernoulli(grey / 255.0, generator=rng).to(torch.uint8) * 255
+    return data.images, spread(test, config.eval_images), data.levels
 
 
 @torch.no_grad()
@@ -142,7 +144,7 @@ def evaluate(model, images, config: Config, batch_size: int = 100) -> dict:
 
 def main(config: Config) -> list:
     torch.manual_seed(config.seed)
-    train, test = load(config)
+    train, test, levels = load(config)
     print(f"posterior flows on {config.binarize}-binarized MNIST: {len(train)} train, "
           f"{len(test)} test images; device {config.device}; {asdict(config)}")
     runs = [("normal", 0)] if "normal" in config.models else []
@@ -153,7 +155,8 @@ def main(config: Config) -> list:
         name = kind if kind == "normal" else f"{kind}-k{k}"
         model = posterior_flow_vae(kind, k, tuple(train.shape[1:]), latent_dim=config.latent_dim,
                                    hidden=config.hidden, context_features=config.context_features,
-                                   flow_hidden=config.flow_hidden)
+                                   flow_hidden=config.flow_hidden,
+                                   likelihood_kwargs=dict(data_levels=levels))
         started = time.time()
         try:
             out = os.path.join(config.out, name)

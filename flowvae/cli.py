@@ -473,8 +473,10 @@ def _training_diverged():
 
 
 # ---------------------------------------------------------------------------- train
-def build_model(config: TrainConfig, shape: Tuple[int, int, int]):
-    """The model ``config`` describes, for images of ``shape`` ``(C, H, W)``."""
+def build_model(config: TrainConfig, shape: Tuple[int, int, int], levels: int = 256):
+    """The model ``config`` describes, for images of ``shape`` ``(C, H, W)`` with ``levels``
+    grey levels (the dataset's ``levels``: 2 for binarized MNIST), which a likelihood that
+    declares ``takes_data_levels`` is given as ``data_levels``."""
     from flowvae.models import VAE, VAPNEV
 
     def given(**kwargs) -> Dict[str, Any]:
@@ -486,8 +488,10 @@ def build_model(config: TrainConfig, shape: Tuple[int, int, int]):
     dequantization = given(dequantization=config.dequantization)
     if config.model == "vapnev":
         return VAPNEV(shape, flow_kwargs=flow_kwargs or None, **common, **dequantization)
-    takes_flow = bool(_likelihood_class(config).flow_options)
-    likelihood_kwargs = dict(flow_kwargs if takes_flow else {}, **dequantization)
+    likelihood = _likelihood_class(config)
+    likelihood_kwargs = dict(flow_kwargs if likelihood.flow_options else {}, **dequantization)
+    if likelihood.takes_data_levels and levels != 256:  # 8-bit: the likelihood's default
+        likelihood_kwargs["data_levels"] = levels
     return VAE(shape, likelihood_kwargs=likelihood_kwargs or None, **common,
                **given(likelihood=config.likelihood, network=config.network))
 
@@ -559,7 +563,7 @@ def _train_command(config: TrainConfig) -> None:
     test = _load(config.dataset, "test", config.data_dir, config.download, config.pad_to)
     shape = tuple(train[0].shape)
     pyro.set_rng_seed(config.seed)  # the initialization too, not only what fit seeds
-    model = build_model(config, shape)
+    model = build_model(config, shape, getattr(train, "levels", 256))
     params = sum(p.numel() for p in model.parameters())
     objective = "the ELBO"
     if config.resolved_free_bits:

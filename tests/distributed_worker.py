@@ -25,9 +25,11 @@ def model_and_data(actnorm=False):
     data = (load_dataset("digits", "train").images[:64] > 127).to(torch.uint8)
     if actnorm:  # a flow prior whose ActNorms are initialised on the first batch
         return VAE((1, 8, 8), latent_dim=2, hidden=16, guide="delta", likelihood="bernoulli",
+                   likelihood_kwargs=dict(data_levels=2),
                    prior="flow", prior_kwargs=dict(actnorm=True, num_couplings=2,
                                                    hidden_features=8)), data
-    return VAE((1, 8, 8), latent_dim=2, hidden=16, guide="delta", likelihood="bernoulli"), data
+    return VAE((1, 8, 8), latent_dim=2, hidden=16, guide="delta", likelihood="bernoulli",
+               likelihood_kwargs=dict(data_levels=2)), data
 
 
 def run(rank, world, port, out, epochs, resume, actnorm):

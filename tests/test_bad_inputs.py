@@ -345,3 +345,44 @@ def test_the_cli_refuses_out_of_range_flags(flags, says, capsys):
     with pytest.raises(SystemExit) as exit_info:
         main(["train", *flags])
     assert exit_info.value.code == 2 and says in capsys.readouterr().err
+
+
+# ---- likelihoods read the data's grey levels from a declaration, not from a batch ----------
+
+def _dark_batch():
+    """8-bit images whose pixels happen to be 0 and 1 (very dark), not binary images."""
+    torch.manual_seed(0)
+    return torch.randint(0, 2, (64, 1, 8, 8), dtype=torch.uint8)
+
+
+def test_a_dark_8_bit_batch_is_not_taken_as_binary():
+    from flowvae.models import VAE
+
+    dark = _dark_batch()
+    bernoulli = VAE((1, 8, 8), latent_dim=2, hidden=8)  # 8-bit data: binarized, p = x / 255
+    assert bernoulli.p_x.data_levels == 256
+    assert bernoulli.preprocess(dark).sum() < dark.sum().float() / 20
+    pixelcnn = VAE((1, 8, 8), latent_dim=2, hidden=8, likelihood="pixelcnn",
+                   likelihood_kwargs=dict(levels=256, hidden_channels=4, num_blocks=1))
+    assert torch.equal(pixelcnn.preprocess(dark), dark.float() / 255)  # grey 1 stays 1/255
+    binary = VAE((1, 8, 8), latent_dim=2, hidden=8, likelihood_kwargs=dict(data_levels=2))
+    assert torch.equal(binary.preprocess(dark), dark.float())  # declared binary: as they are
+
+
+def test_binarization_reads_no_value_on_the_host():
+    from flowvae.parts import LIKELIHOODS
+
+    meta = torch.zeros(2, 1, 8, 8, dtype=torch.uint8, device="meta")
+    for likelihood in (LIKELIHOODS["bernoulli"]((1, 8, 8)),
+                       LIKELIHOODS["pixelcnn"]((1, 8, 8), hidden_channels=4, num_blocks=1)):
+        assert likelihood.preprocess(meta).shape == meta.shape
+
+
+def test_the_cli_gives_the_datasets_levels_to_the_likelihood():
+    from flowvae.cli import TrainConfig, build_model
+
+    binarized = build_model(TrainConfig(model="vae", latent_dim=2, hidden=8), (1, 8, 8), 2)
+    assert binarized.p_x.data_levels == 2
+    grey = build_model(TrainConfig(model="vae", latent_dim=2, hidden=8), (1, 8, 8), 256)
+    assert grey.p_x.data_levels == 256 and "likelihood_kwargs" not in [
+        k for k, v in grey.config.items() if v]

@@ -167,8 +167,8 @@ MODELS += [Model(f"vae-{name}", lambda name=name: VAE((1, 8, 8), latent_dim=2, h
 
 def prepared(config: Model, device: str) -> Tuple[object, torch.Tensor, torch.Tensor]:
     """The model initialised on a CPU batch (as fit does before training), moved to
-    ``device``, with the preprocessed batch there too (preprocessing samples on the host's
-    generator: some likelihoods still decide on the values whether data are binary)."""
+    ``device``, with the preprocessed batch there too (preprocessed on the host, so that its
+    draws come from the host's generator whatever the device)."""
     torch.manual_seed(0)
     module = config.build()
     images = torch.randint(0, 256, (4, *module.shape), dtype=torch.uint8)

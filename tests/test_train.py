@@ -15,7 +15,7 @@ TINY_FLOW = dict(hidden_channels=4, num_blocks=1, num_checkerboard=1, num_channe
 
 
 def binary_images(n, shape=(1, 8, 8)):
-    # already 0/1, so the Bernoulli likelihood's preprocessing draws nothing: with the delta
+    # already 0/1 (a Bernoulli likelihood told so: data_levels=2) draws nothing: with the delta
     # guide the whole loss is deterministic and two runs can be compared exactly
     return torch.randint(0, 2, (n, *shape), dtype=torch.uint8)
 
@@ -111,7 +111,8 @@ def test_speed_options_reject_unknown_values():
 def test_time_limit_stops_after_an_epoch_and_resume_finishes_the_run(tmp_path):
     def fresh():
         torch.manual_seed(0)
-        return VAE((1, 8, 8), latent_dim=2, hidden=8, guide="delta")
+        return VAE((1, 8, 8), latent_dim=2, hidden=8, guide="delta",
+                   likelihood_kwargs=dict(data_levels=2))
 
     data, kwargs = binary_images(32), dict(epochs=3, batch_size=8, progress=False)
     straight = fit(fresh(), data, out_dir=str(tmp_path / "a"), **kwargs)

@@ -11,6 +11,9 @@ CLI read instead of its name:
 * ``dequantizes``: it takes ``dequantization="uniform" | "variational"``;
 * ``flow_options``: the :class:`~flowvae.transforms.ConditionalRealNVP` arguments it passes on
   to its flow (the CLI's ``--flow-channels`` and friends apply to it);
+* ``takes_data_levels``: its constructor takes ``data_levels``, the number of grey levels of
+  the ``uint8`` images it is given (a dataset's ``levels``: 256 for 8-bit, 2 for binary), which
+  the CLI and the examples set from the dataset; it never guesses from a batch's values;
 * ``out_channels`` (set by the constructor): channels of the decoder output it reads.
 """
 
@@ -48,6 +51,8 @@ class Likelihood(nn.Module):
     dequantizes = False
     #: ConditionalRealNVP arguments the constructor passes on to a flow
     flow_options: Tuple[str, ...] = ()
+    #: whether the constructor takes ``data_levels`` (the grey levels of its uint8 images)
+    takes_data_levels = False
 
     def __init__(self, shape: Sequence[int]):
         super().__init__()

@@ -9,6 +9,7 @@ import torch
 from torch import Tensor
 
 from flowvae.parts.likelihoods._base import LIKELIHOODS, Likelihood
+from flowvae.validation import check_int
 
 __all__ = ["BernoulliLikelihood"]
 
@@ -16,15 +17,25 @@ __all__ = ["BernoulliLikelihood"]
 @LIKELIHOODS.register("bernoulli")
 class BernoulliLikelihood(Likelihood):
     """``p(x|z) = Bernoulli(logits)`` on binary images; grey images are binarized dynamically
-    (a fresh ``Bernoulli(x / 255)`` draw per batch)."""
+    (a fresh ``Bernoulli(x / (data_levels - 1))`` draw per batch).
 
-    def __init__(self, shape: Sequence[int]):
+    Args:
+        shape: image shape ``(C, H, W)``.
+        data_levels: grey levels of the ``uint8`` images given (the dataset's ``levels``):
+            2 takes them as binary ``{0, 1}``, more binarizes them. Declared, never guessed
+            from a batch: a dark 8-bit batch of 0s and 1s is still 8-bit.
+    """
+
+    takes_data_levels = True
+
+    def __init__(self, shape: Sequence[int], data_levels: int = 256):
         super().__init__(shape)
+        self.data_levels = check_int(type(self).__name__, "data_levels", data_levels, minimum=2)
         self.out_channels = self.shape[0]
 
     def preprocess(self, x: Tensor) -> Tensor:
         x = x.float()
-        return x if x.max() <= 1 else torch.bernoulli(x / 255)
+        return x if self.data_levels == 2 else torch.bernoulli(x / (self.data_levels - 1))
 
     def encoder_input(self, x: Tensor) -> Tensor:
         return 2 * x - 1
