@@ -154,3 +154,25 @@ def test_resume_refuses_a_checkpoint_of_another_architecture(tmp_path):
     with pytest.raises(ValueError, match="lacks 1 of its tensors .e.g. decoder.net.0.bias"):
         fit(VAE((1, 8, 8), latent_dim=2, hidden=8), data, epochs=2, batch_size=8,
             progress=False, out_dir=str(tmp_path), resume=True)
+
+
+@pytest.mark.parametrize("build", [
+    lambda: VAE((1, 8, 8), latent_dim=2, hidden=8, likelihood="categorical"),
+    lambda: VAPNEV((1, 8, 8), latent_dim=2, hidden=4, flow_kwargs=TINY_FLOW,
+                   dequantization="variational"),
+], ids=["vae-categorical", "vapnev-variational"])
+def test_a_float64_model_trains_and_evaluates_in_float64(build):
+    from flowvae.train import DifferentiableELBO, evaluate_elbo
+    from flowvae.train.step import ELBOS
+
+    torch.manual_seed(0)
+    model = build().double()
+    data = grey_images(16)
+    x = model.preprocess(data)
+    assert x.dtype == torch.float64  # preprocess follows the parameters' dtype
+    loss = DifferentiableELBO(model, ELBOS["trace"](max_plate_nesting=1))(x)
+    assert loss.dtype == torch.float64
+    history = fit(model, data, data[:8], epochs=2, batch_size=8, progress=False)
+    assert all(p.dtype == torch.float64 for p in model.parameters())
+    assert all(torch.isfinite(torch.tensor(row["test_nelbo"])) for row in history)
+    assert torch.isfinite(torch.tensor(evaluate_elbo(model, data)["nelbo"]))

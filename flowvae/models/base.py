@@ -13,7 +13,7 @@ import torch
 from pyro.nn import PyroModule
 from torch import Tensor
 
-from flowvae.validation import check_int, check_nonempty, check_temperature
+from flowvae.validation import check_int, check_nonempty, check_temperature, module_dtype
 
 __all__ = ["PyroModel", "pyro_program", "recorded_arguments"]
 
@@ -93,13 +93,20 @@ def _checked_generate(generate: Callable) -> Callable:
 
 
 def _checked_preprocess(preprocess: Callable) -> Callable:
-    """``preprocess`` refusing an empty batch (a metadata check: no host read)."""
+    """``preprocess`` refusing an empty batch (a metadata check: no host read) and returning
+    floating-point observations in the dtype of the model's parameters, so that a model
+    converted with ``.double()`` trains and evaluates in float64 end to end."""
 
     @functools.wraps(preprocess)
     def wrapper(self, x, *args, **kwargs):
         if isinstance(x, Tensor):
             check_nonempty(f"{type(self).__name__}.preprocess", "x", x)
-        return preprocess(self, x, *args, **kwargs)
+        out = preprocess(self, x, *args, **kwargs)
+        if isinstance(out, Tensor) and out.is_floating_point():
+            dtype = module_dtype(self)
+            if dtype is not None and out.dtype != dtype:
+                out = out.to(dtype)
+        return out
 
     return wrapper
 
