@@ -16,6 +16,7 @@ from flowvae.transforms import (
     ConditionalAffineCoupling,
     ConditionalRealNVP,
     ContextDecoder,
+    LogitTransform,
     MLPConditioner,
     MultiplicativeConditioner,
     squeeze,
@@ -386,3 +387,34 @@ def test_the_cli_gives_the_datasets_levels_to_the_likelihood():
     grey = build_model(TrainConfig(model="vae", latent_dim=2, hidden=8), (1, 8, 8), 256)
     assert grey.p_x.data_levels == 256 and "likelihood_kwargs" not in [
         k for k, v in grey.config.items() if v]
+
+
+def _ar1_log_prob_of_infinity():
+    from flowvae.distributions.ar1 import AR1Normal
+
+    d = AR1Normal(torch.zeros(3), torch.ones(3), torch.tensor(0.5))
+    return d.log_prob(torch.tensor([0.0, float("inf"), 0.0]))
+
+
+def _logistic_with_bits(bits):
+    from flowvae.distributions.logistic import DiscretizedLogisticMixture
+
+    return DiscretizedLogisticMixture(torch.zeros(1, 2, 2, 2), torch.zeros(1, 2, 1, 2, 2),
+                                      torch.zeros(1, 2, 1, 2, 2), num_bits=bits)
+
+
+MORE = [
+    (_ar1_log_prob_of_infinity, ValueError,
+     r"AR1Normal.log_prob: value: expected finite values, got 0 NaN and 1 infinite"),
+    (lambda: _logistic_with_bits(0), ValueError,
+     r"DiscretizedLogisticMixture: num_bits: expected an integer >= 1, got 0"),
+    (lambda: LogitTransform()(torch.ones(2, 3, dtype=torch.long)), TypeError,
+     r"LogitTransform: inputs: expected a floating-point tensor, got torch.int64"),
+    (lambda: LogitTransform().inverse(torch.ones(2, 3, dtype=torch.long)), TypeError,
+     r"LogitTransform: inputs: expected a floating-point tensor, got torch.int64"),
+]
+
+
+@pytest.mark.parametrize("fn,error,pattern", MORE, ids=[m[2][:40] for m in MORE])
+def test_distributions_and_logit_refuse_in_flowvaes_words(fn, error, pattern):
+    _assert_flowvae_error(fn, error, pattern)

@@ -14,6 +14,8 @@ from torch.distributions.kl import kl_divergence, register_kl
 from torch.distributions.transforms import AffineTransform, ComposeTransform, SigmoidTransform
 from torch.distributions.utils import _standard_normal
 
+from flowvae.validation import check_finite
+
 __all__ = ["AR1Normal", "OpenInterval", "open_interval"]
 
 _LOG_2PI = math.log(2 * math.pi)
@@ -306,7 +308,8 @@ class AR1Normal(TorchDistribution):
 
     def log_prob(self, value: torch.Tensor) -> torch.Tensor:
         if self._validate_args:
-            self._validate_sample(value)
+            self._validate_sample(value)  # real support: NaN refused, infinity not
+            check_finite("AR1Normal.log_prob", value=value)
         eps = self._innovations((value - self.loc) / self.scale)
         return -0.5 * eps.pow(2).sum(-1) - 0.5 * self._dim * _LOG_2PI - self._half_log_det()
 

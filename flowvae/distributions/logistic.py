@@ -10,6 +10,8 @@ import torch.nn.functional as F
 from pyro.distributions import TorchDistribution
 from torch.distributions import Categorical, constraints
 
+from flowvae.validation import check_int
+
 __all__ = ["DiscretizedLogisticMixture"]
 
 # bins summed per step in `mean`, to bound its temporary memory at this many times the parameters
@@ -194,7 +196,7 @@ class DiscretizedLogisticMixture(TorchDistribution):
         if coeffs is None:
             self.coeffs = None
         self.min_log_scale = float(min_log_scale)
-        self.num_bits = int(num_bits)
+        self.num_bits = check_int("DiscretizedLogisticMixture", "num_bits", num_bits, minimum=1)
         super().__init__(
             batch_shape,
             torch.Size((num_channels, height, width)),

@@ -11,6 +11,8 @@ from pyro.distributions import is_validation_enabled
 from torch import Tensor
 from torch.nn import functional as F
 
+from flowvae.validation import check_floating
+
 
 class LogitTransform(Transform):
     r"""Dequantized pixels in ``[0, 1]`` to logit space (data -> noise, as in nflows).
@@ -57,6 +59,7 @@ class LogitTransform(Transform):
         self.low, self.high = -alpha * self.width, (1 - alpha) * self.width
 
     def forward(self, inputs: Tensor, context: Optional[Tensor] = None):
+        check_floating(type(self).__name__, "inputs", inputs)  # before finfo reads the dtype
         if is_validation_enabled():
             self._check_domain(inputs)
         finfo = torch.finfo(inputs.dtype)
@@ -71,6 +74,7 @@ class LogitTransform(Transform):
         return outputs, logabsdet.flatten(1).sum(1)
 
     def inverse(self, inputs: Tensor, context: Optional[Tensor] = None):
+        check_floating(type(self).__name__, "inputs", inputs)
         # from the nearer end, so that the sigmoid never rounds to 1
         outputs = torch.where(inputs < 0, self.low + self.width * torch.sigmoid(inputs),
                               self.high - self.width * torch.sigmoid(-inputs))
