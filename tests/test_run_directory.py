@@ -154,3 +154,19 @@ def test_a_copied_run_folder_resumes_with_its_metrics(tmp_path):
     shutil.copytree(tmp_path / "a", tmp_path / "b")
     train(tmp_path / "b", 2, True)
     assert [r["epoch"] for r in rows(tmp_path / "b")] == [1, 2]
+
+
+def test_a_read_only_folder_is_one_line_and_leaves_no_tmp(tmp_path, monkeypatch):
+    import errno
+
+    from flowvae.train.rundir import write_atomically
+
+    def refuse(src, dst):  # as on a read-only mount (tests run as root: chmod would not do)
+        raise OSError(errno.EROFS, "Read-only file system", dst)
+
+    monkeypatch.setattr(os, "replace", refuse)
+    with pytest.raises(RunDirectoryError) as err:
+        write_atomically(str(tmp_path / "metrics.csv"), b"epoch\n1\n")
+    assert str(err.value) == (f"cannot write {tmp_path / 'metrics.csv'}: the file system is "
+                              "read-only: choose a writable folder")
+    assert os.listdir(tmp_path) == []
