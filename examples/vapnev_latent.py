@@ -133,7 +133,7 @@ def plot(rows, path: str, title: str) -> str:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(10, 5.5), dpi=110)
+    fig, ax = plt.subplots(figsize=(7.5, 7.5), dpi=100)
     rates = [r["rate_z"] for r in rows]
     distortions = [r["distortion_8bit"] for r in rows]
     for i, (r, x, y) in enumerate(zip(rows, rates, distortions), start=1):
@@ -152,8 +152,8 @@ def plot(rows, path: str, title: str) -> str:
     ax.set_xlabel("rate: KL(q(z|x) || p(z)), nats per image")
     ax.set_ylabel("distortion: -E_q log P(x|z), nats per 8-bit image")
     ax.set_title(title, fontsize=9)
-    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False,
-              title="setting (test ELBO bits/dim, labels kept)", title_fontsize=8)
+    ax.legend(loc="upper left", bbox_to_anchor=(0.0, -0.1), fontsize=9, frameon=False,
+              title="setting: test bits/dim (ELBO), labels kept", title_fontsize=9)
     fig.text(0.01, 0.01, "grey lines: equal -ELBO (rate + distortion); squares: references "
              "without z in the flow", fontsize=7, color="0.4")
     fig.tight_layout()
