@@ -86,6 +86,7 @@ pyro.enable_validation(True)
 
 html_theme = "furo"
 html_static_path = ["_static"]
+html_css_files = ["custom.css"]
 html_title = f"flowvae {release}"
 html_theme_options = {
     "source_repository": "https://github.com/flowvae/flowvae/",
