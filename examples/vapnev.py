@@ -34,7 +34,14 @@ from flowvae.infer import (
 from flowvae.infer.objectives import FREE_BITS_GROUPS
 from flowvae.models import VAPNEV
 from flowvae.parts import DEQUANTIZATIONS
-from flowvae.train import PRECISIONS, add_out_dir_flags, evaluate_elbo, fit, prepare_out_dir
+from flowvae.train import (
+    PRECISIONS,
+    RunDirectoryError,
+    add_out_dir_flags,
+    evaluate_elbo,
+    fit,
+    prepare_out_dir,
+)
 
 PLAIN_ELBO = "plain-elbo"  # the sub-folder of the comparison run
 
@@ -113,10 +120,16 @@ def parse_args() -> Config:
     parser.add_argument("--out", default=Config.out, help="folder for checkpoint, logs, grids")
     add_out_dir_flags(parser)
     parser.add_argument("--seed", type=int, default=Config.seed)
-    return Config(**{k.replace("-", "_"): v for k, v in vars(parser.parse_args()).items()})
+    args = parser.parse_args()
+    if not args.free_bits >= 0 or args.kl_warmup < 0:
+        parser.error("--free-bits and --kl-warmup must be >= 0")
+    return Config(**{k.replace("-", "_"): v for k, v in vars(args).items()})
 
 
 def main(config: Config) -> dict:
+    if not config.free_bits >= 0 or config.kl_warmup < 0:
+        raise ValueError(f"--free-bits and --kl-warmup must be >= 0, got {config.free_bits} "
+                         f"and {config.kl_warmup}")
     pad = 32 if config.dataset in ("mnist", "fashion-mnist") else None
     train = load_dataset(config.dataset, "train", pad_to=pad)
     test = load_dataset(config.dataset, "test", pad_to=pad)
@@ -250,4 +263,7 @@ def write_pictures(model, test, out: str) -> None:
 
 
 if __name__ == "__main__":
-    main(parse_args())
+    try:
+        main(parse_args())
+    except RunDirectoryError as err:  # an occupied, read-only or missing --out: one line
+        raise SystemExit(f"vapnev.py: error: {err}") from None
