@@ -24,14 +24,14 @@ still win.
 
 from __future__ import annotations
 
-import argparse
 import math
 import os
 import time
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from typing import Optional, Tuple
 
 import torch
+from _flags import parse_config
 from torch.distributions import kl_divergence
 
 from flowvae.data import load_dataset
@@ -46,8 +46,6 @@ from flowvae.infer import (
 from flowvae.models import VAE
 from flowvae.train import (
     CHECKPOINT,
-    OUT_DIR_FLAGS,
-    add_out_dir_flags,
     fit,
     prepare_out_dir,
     read_checkpoint,
@@ -100,25 +98,14 @@ CHOICES = {"dataset": ("binarized-mnist", "mnist", "fashion-mnist", "digits"),
 
 
 def parse_args(argv=None) -> Config:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    parser.add_argument("--paper", action="store_true",
-                        help=f"longer training, {PAPER}; flags given with it still win")
-    for f in fields(Config):
-        if f.name in OUT_DIR_FLAGS:  # --resume, --overwrite: added below
-            continue
-        many = isinstance(f.default, tuple)
-        kind = (lambda v: None if v == "none" else float(v)) if f.name == "max_log_scale" else (
-            type(f.default[0] if many else f.default))
-        parser.add_argument("--" + f.name.replace("_", "-"), default=f.default, type=kind,
-                            nargs="+" if many else None, choices=CHOICES.get(f.name),
-                            help=HELP[f.name])
-    add_out_dir_flags(parser)
-    if parser.parse_known_args(argv)[0].paper:
-        parser.set_defaults(**PAPER)
-    args = vars(parser.parse_args(argv))
-    del args["paper"]
-    return Config(**{k: tuple(v) if isinstance(v, list) else v for k, v in args.items()})
+    return parse_config(Config, __doc__.split("\n\n")[0], HELP, argv=argv, choices=CHOICES,
+                        types={"max_log_scale": _optional_float},
+                        paper=PAPER, paper_help="longer training")
+
+
+def _optional_float(value: str):
+    """``--max-log-scale none`` for no bound."""
+    return None if value == "none" else float(value)
 
 
 def spread(images, n: int):

@@ -18,21 +18,19 @@ writes ``samples.png``, ``reconstructions.png`` and ``training_curve.png`` into
 
 from __future__ import annotations
 
-import argparse
 import os
 import time
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from typing import Tuple
 
 import torch
+from _flags import parse_config
 
 from flowvae.data import load_dataset
 from flowvae.infer import elbo_per_datapoint, iwae_log_likelihood, plot_training_curve, save_grid
 from flowvae.models import posterior_flow_vae
 from flowvae.train import (
-    OUT_DIR_FLAGS,
     TrainingDiverged,
-    add_out_dir_flags,
     evaluate_elbo,
     fit,
     prepare_out_dir,
@@ -82,24 +80,8 @@ CHOICES = {"binarize": ("fixed", "dynamic"), "models": Config.models}
 
 
 def parse_args(argv=None) -> Config:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    parser.add_argument("--paper", action="store_true",
-                        help=f"the report's sizes, {PAPER}; flags given with it still win")
-    for f in fields(Config):
-        if f.name in OUT_DIR_FLAGS:  # --resume, --overwrite: added below
-            continue
-        many = isinstance(f.default, tuple)
-        parser.add_argument("--" + f.name.replace("_", "-"), default=f.default,
-                            type=type(f.default[0] if many else f.default),
-                            nargs="+" if many else None, choices=CHOICES.get(f.name),
-                            help=HELP[f.name])
-    add_out_dir_flags(parser)
-    if parser.parse_known_args(argv)[0].paper:
-        parser.set_defaults(**PAPER)
-    args = vars(parser.parse_args(argv))
-    del args["paper"]
-    return Config(**{k: tuple(v) if isinstance(v, list) else v for k, v in args.items()})
+    return parse_config(Config, __doc__.split("\n\n")[0], HELP, argv=argv, choices=CHOICES,
+                        paper=PAPER, paper_help="the report's sizes")
 
 
 def spread(images, n: int):

@@ -20,17 +20,17 @@ The defaults (MNIST, seed 0, 6,000 training images, 5 epochs) finish in minutes 
 
 from __future__ import annotations
 
-import argparse
 import glob
 import itertools
 import json
 import os
 import statistics
 import time
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 
 import matplotlib
 import torch
+from _flags import parse_config
 
 from flowvae.data import load_dataset
 from flowvae.data.pixels import binarize
@@ -38,8 +38,6 @@ from flowvae.infer import iwae_log_likelihood, plot_training_curve, save_grid
 from flowvae.models.rho_vae import GUIDES, VARIANTS, rho_vae
 from flowvae.train import (
     CHECKPOINT,
-    OUT_DIR_FLAGS,
-    add_out_dir_flags,
     evaluate_elbo,
     fit,
     prepare_out_dir,
@@ -99,27 +97,8 @@ CHOICES = {"datasets": ("mnist", "fashion-mnist"), "models": VARIANTS}
 
 
 def parse_args(argv=None) -> Config:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    parser.add_argument("--paper", action="store_true",
-                        help=f"a paper-length run, {PAPER}; flags given with it still win")
-    for f in fields(Config):
-        if f.name in OUT_DIR_FLAGS:  # --resume, --overwrite: added below
-            continue
-        many, flag = isinstance(f.default, tuple), "--" + f.name.replace("_", "-")
-        if isinstance(f.default, bool):
-            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=f.default,
-                                help=HELP[f.name])
-        else:
-            parser.add_argument(flag, default=f.default, nargs="+" if many else None,
-                                type=type(f.default[0] if many else f.default),
-                                choices=CHOICES.get(f.name), help=HELP[f.name])
-    add_out_dir_flags(parser)
-    if parser.parse_known_args(argv)[0].paper:
-        parser.set_defaults(**PAPER)
-    args = vars(parser.parse_args(argv))
-    del args["paper"]
-    return Config(**{k: tuple(v) if isinstance(v, list) else v for k, v in args.items()})
+    return parse_config(Config, __doc__.split("\n\n")[0], HELP, argv=argv, choices=CHOICES,
+                        paper=PAPER, paper_help="a paper-length run")
 
 
 def run(config: Config, dataset: str, variant: str, guide: str, seed: int, train, test):

@@ -21,20 +21,18 @@ built here), and flags given next to it still win.
 
 from __future__ import annotations
 
-import argparse
 import os
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from typing import Tuple
 
 import torch
+from _flags import parse_config
 from torch.distributions import kl_divergence
 
 from flowvae.data import load_dataset
 from flowvae.infer import plot_training_curve, save_grid
 from flowvae.models import SequentialVAE
 from flowvae.train import (
-    OUT_DIR_FLAGS,
-    add_out_dir_flags,
     evaluate_elbo,
     fit,
     prepare_out_dir,
@@ -75,24 +73,9 @@ HELP = {"datasets": "datasets to run, one after the other (several allowed)",
 
 
 def parse_args(argv=None) -> Config:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    parser.add_argument("--paper", action="store_true",
-                        help=f"full-length training, {PAPER}; flags given with it still win")
-    for f in fields(Config):
-        if f.name in OUT_DIR_FLAGS:  # --resume, --overwrite: added below
-            continue
-        many = isinstance(f.default, tuple)
-        parser.add_argument("--" + f.name.replace("_", "-"), default=f.default,
-                            type=type(f.default[0] if many else f.default),
-                            nargs="+" if many else None, help=HELP[f.name],
-                            choices=("mnist", "fashion-mnist", "digits") if many else None)
-    add_out_dir_flags(parser)
-    if parser.parse_known_args(argv)[0].paper:
-        parser.set_defaults(**PAPER)
-    args = vars(parser.parse_args(argv))
-    del args["paper"]
-    return Config(**{k: tuple(v) if isinstance(v, list) else v for k, v in args.items()})
+    return parse_config(Config, __doc__.split("\n\n")[0], HELP, argv=argv,
+                        choices={"datasets": ("mnist", "fashion-mnist", "digits")},
+                        paper=PAPER, paper_help="full-length training")
 
 
 def count(model) -> int:

@@ -21,14 +21,14 @@ whole test set; the network widths stay the flags'), and flags given next to it 
 
 from __future__ import annotations
 
-import argparse
 import math
 import os
 import time
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
+from _flags import parse_config
 
 from flowvae.data import DATASETS, load_dataset
 from flowvae.infer import (
@@ -40,7 +40,7 @@ from flowvae.infer import (
 )
 from flowvae.models import SRVAE, VAE, FlowPriorVAE
 from flowvae.models.srvae import data_dependent_init
-from flowvae.train import OUT_DIR_FLAGS, add_out_dir_flags, evaluate_elbo, fit, prepare_out_dir
+from flowvae.train import evaluate_elbo, fit, prepare_out_dir
 
 MODELS = ("normal", "flow", "srvae")
 
@@ -95,27 +95,8 @@ CHOICES = {"dataset": DATASETS, "models": MODELS}
 
 
 def parse_args(argv=None) -> Config:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    parser.add_argument("--paper", action="store_true",
-                        help=f"the paper's data and length, {PAPER}; flags given with it win")
-    for f in fields(Config):
-        if f.name in OUT_DIR_FLAGS:  # --resume, --overwrite: added below
-            continue
-        many, flag = isinstance(f.default, tuple), "--" + f.name.replace("_", "-")
-        if isinstance(f.default, bool):
-            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=f.default,
-                                help=HELP[f.name])
-            continue
-        parser.add_argument(flag, type=type(f.default[0] if many else f.default),
-                            nargs="+" if many else None, default=f.default,
-                            choices=CHOICES.get(f.name), help=HELP[f.name])
-    add_out_dir_flags(parser)
-    if parser.parse_known_args(argv)[0].paper:
-        parser.set_defaults(**PAPER)
-    args = vars(parser.parse_args(argv))
-    del args["paper"]
-    return Config(**{k: tuple(v) if isinstance(v, list) else v for k, v in args.items()})
+    return parse_config(Config, __doc__.split("\n\n")[0], HELP, argv=argv, choices=CHOICES,
+                        paper=PAPER, paper_help="the paper's data and length")
 
 
 def build(name: str, shape, c: Config):

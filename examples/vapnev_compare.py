@@ -19,21 +19,21 @@ and the estimate of I(x; z); "-" for (b), which has no latent.
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import os
 import time
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from functools import partial
 
 import torch
+from _flags import parse_config
 
 from flowvae.data import DATASETS, load_dataset
 from flowvae.infer import bits_per_dim, iwae_log_likelihood, plot_training_curve, save_grid
 from flowvae.models import VAE, VAPNEV, FlowDensity
 from flowvae.parts import DEQUANTIZATIONS
-from flowvae.train import OUT_DIR_FLAGS, add_out_dir_flags, evaluate_elbo, fit, prepare_out_dir
+from flowvae.train import evaluate_elbo, fit, prepare_out_dir
 
 
 @dataclass(frozen=True)
@@ -167,24 +167,8 @@ HELP = {"dataset": "training and test images", "epochs": "training epochs per mo
 
 
 def parse_args(argv=None) -> Config:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    parser.add_argument("--paper", action="store_true",
-                        help=f"paper sizes on MNIST, {PAPER}; flags given with it still win")
-    for f in fields(Config):
-        if f.name in OUT_DIR_FLAGS:  # --resume, --overwrite: added below
-            continue
-        many = isinstance(f.default, tuple)
-        parser.add_argument("--" + f.name.replace("_", "-"), default=f.default,
-                            type=type(f.default[0] if many else f.default),
-                            nargs="+" if many else None, choices=CHOICES.get(f.name),
-                            help=HELP[f.name])
-    add_out_dir_flags(parser)
-    if parser.parse_known_args(argv)[0].paper:
-        parser.set_defaults(**PAPER)
-    args = vars(parser.parse_args(argv))
-    del args["paper"]
-    return Config(**{k: tuple(v) if isinstance(v, list) else v for k, v in args.items()})
+    return parse_config(Config, __doc__.split("\n\n")[0], HELP, argv=argv, choices=CHOICES,
+                        paper=PAPER, paper_help="paper sizes on MNIST")
 
 
 if __name__ == "__main__":

@@ -67,6 +67,7 @@ def load_example(monkeypatch):
     def load(name):
         root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
         path = os.path.join(root, "examples", f"{name}.py")
+        monkeypatch.syspath_prepend(os.path.dirname(path))  # the examples' shared _flags.py
         spec = importlib.util.spec_from_file_location(f"examples_{name}", path)
         module = importlib.util.module_from_spec(spec)
         monkeypatch.setitem(sys.modules, spec.name, module)  # dataclasses look it up there
