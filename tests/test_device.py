@@ -213,6 +213,28 @@ def test_model_elbo_on_cuda_equals_the_cpu_one(config):
     assert abs(cpu_elbo - cuda_elbo.mean().cpu()) < 0.02 * abs(cpu_elbo) + 0.5
 
 
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("shaping", [dict(free_bits=1.0, free_bits_group="dimension"),
+                                     dict(free_bits=0.5, free_bits_group="site"),
+                                     dict(warmup_steps=10), dict(kind="mmd", mmd_weight=2.0)],
+                         ids=["free-bits-dimension", "free-bits-site", "warmup", "mmd"])
+def test_the_vapnev_training_step_of_every_objective_on_the_device(device, shaping,
+                                                                   no_validation):
+    """The main job's step (VAPNEV, free bits 1 nat per dimension) and the other shaped
+    objectives: one GeneralizedELBO path that reads nothing on the host."""
+    from flowvae.infer import GeneralizedELBO
+
+    module, x, _ = prepared(next(m for m in MODELS if m.name == "vapnev"), device)
+    module.train()
+    kind = shaping.pop("kind", "elbo")
+    elbo = GeneralizedELBO(kind, max_plate_nesting=1, **shaping)
+    params = list(module.parameters())
+    loss = training_step(DifferentiableELBO(module, elbo), torch.optim.Adam(params), params, x)
+    assert isinstance(loss, torch.Tensor) and loss.device.type == device and loss.dim() == 0
+    assert all(p.grad is not None and p.grad.device.type == device for p in params
+               if p.requires_grad) and elbo.step == 1
+
+
 def test_the_step_reads_the_host_only_with_validation_on():
     """With validation on, training_step checks the loss on the host (and so refuses meta)."""
     module, x, _ = prepared(MODELS[0], "meta")
