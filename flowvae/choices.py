@@ -22,8 +22,11 @@ PRIOR_NAMES = ("normal", "flow")
 NETWORKS = ("mlp", "conv", "dense")
 #: :data:`flowvae.parts.DEQUANTIZATIONS`
 DEQUANTIZATIONS = ("uniform", "variational")
-#: checkerboard partitions of :class:`flowvae.transforms.ConditionalRealNVP`
+#: checkerboard partitions of :class:`flowvae.transforms.ConditionalRealNVP` (the names of
+#: :data:`flowvae.transforms.partitions.PARTITIONS` a multi-scale flow's checkerboard takes)
 CHECKERBOARDS = ("masked", "squeezed")
+#: conditioners of :class:`flowvae.transforms.MultiscaleRealNVP` (``conditioner=``)
+CONDITIONER_NAMES = ("multiplicative", "concat")
 #: :data:`flowvae.data.DATASETS`
 DATASET_NAMES = ("digits", "mnist", "fashion-mnist", "binarized-mnist", "cifar10", "celeba")
 #: :data:`flowvae.data.ENV_VAR`, the dataset root's environment variable
@@ -36,8 +39,21 @@ MODEL_DEFAULTS = {
     "vapnev": {"latent_dim": 64, "hidden": 32, "guide": "normal", "prior": "normal",
                "dequantization": "uniform"},
 }
-#: :class:`~flowvae.transforms.ConditionalRealNVP` defaults of the flow flags
-FLOW_DEFAULTS = {"hidden_channels": 64, "num_blocks": 2, "checkerboard": "masked"}
+#: The one table of RealNVP options and their defaults, per flow kind: the constructors of
+#: :class:`~flowvae.transforms.VectorRealNVP` (``"vector"``) and
+#: :class:`~flowvae.transforms.MultiscaleRealNVP` (``"image"``) take their defaults from it,
+#: :class:`~flowvae.transforms.ConditionalRealNVP` refuses an option of the other kind by it,
+#: and the CLI's flow flags read it (through :data:`FLOW_DEFAULTS`).
+FLOW_OPTIONS = {
+    "vector": {"num_couplings": 4, "hidden_features": 128, "num_layers": 2, "actnorm": False},
+    "image": {"num_scales": 2, "num_checkerboard": 3, "num_channelwise": 3, "num_final": 4,
+              "hidden_channels": 64, "num_blocks": 2, "conditioner": "multiplicative",
+              "checkerboard": "masked", "actnorm": False},
+}
+#: the image-flow options the ``flowvae`` command offers as flags, with their defaults (a
+#: selection of :data:`FLOW_OPTIONS`, not a copy)
+FLOW_DEFAULTS = {name: FLOW_OPTIONS["image"][name]
+                 for name in ("hidden_channels", "num_blocks", "checkerboard")}
 
 _LIKELIHOOD_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "parts",
                                "likelihoods")
