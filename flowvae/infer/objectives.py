@@ -63,6 +63,7 @@ import functools
 from typing import Dict, Optional, Sequence, Set, Tuple, Union
 
 import torch
+from pyro.distributions import is_validation_enabled
 from pyro.distributions.util import is_identically_zero, scale_and_mask
 from pyro.infer import Trace_ELBO
 from pyro.infer.util import MultiFrameTensor, get_plate_stacks, torch_item
@@ -273,17 +274,6 @@ class GeneralizedELBO(Trace_ELBO):
             return self.beta * self.step / self.warmup_steps
         return self.beta
 
-    def loss_and_grads(self, model, guide, *args, **kwargs) -> float:
-        loss = super().loss_and_grads(model, guide, *args, **kwargs)
-        self.step += 1
-        return loss
-
-    def differentiable_loss(self, model, guide, *args, **kwargs) -> Tensor:
-        loss = super().differentiable_loss(model, guide, *args, **kwargs)
-        if torch.is_grad_enabled():
-            self.step += 1
-        return loss
-
     # ------------------------------------------------------------------ site bookkeeping
     def _latents(self, model_trace, guide_trace) -> Set[str]:
         guide_latents = {name for name, site in guide_trace.nodes.items()
@@ -378,10 +368,14 @@ class GeneralizedELBO(Trace_ELBO):
                 except NotImplementedError:
                     pass
             kl = (kl * scale).sum()
-        return torch.clamp(kl, min=self.free_bits * float(scale.sum())).sum()
+        count = model_site["scale"]  # data points covered: known on the host unless a tensor
+        count = (scale.sum() if torch.is_tensor(count)
+                 else float(count) * batch_shape.numel())
+        return torch.clamp(kl, min=self.free_bits * count).sum()
 
     # ------------------------------------------------------------------ the estimator
-    def _differentiable_loss_particle(self, model_trace, guide_trace) -> Tuple[float, Tensor]:
+    def _differentiable_loss_particle(self, model_trace, guide_trace) -> Tuple[Tensor, Tensor]:
+        """``(-L, -surrogate)`` of one particle, both tensors: nothing is read on the host."""
         latents = self._latents(model_trace, guide_trace)
         kls = self._analytic_kls(model_trace, guide_trace, latents)
         free = latents if self.free_bits > 0 and self.kl_weight != 0 else set()
@@ -435,15 +429,42 @@ class GeneralizedELBO(Trace_ELBO):
                 elbo = elbo - term.detach()
                 surrogate = surrogate - term
 
-        return -torch_item(elbo), -surrogate  # type: ignore[operator]
+        return -torch.as_tensor(elbo), -surrogate  # type: ignore[operator]
+
+    def differentiable_loss(self, model, guide, *args, **kwargs) -> Tensor:
+        """The loss ``-L`` averaged over ``num_particles``: a 0-d tensor with the surrogate's
+        gradient (score-function terms included). The one loop over particles of this class
+        (:meth:`loss` and :meth:`loss_and_grads` call it): it reads nothing on the host, so a
+        training step on a GPU queues its kernels without waiting (Pyro's NaN warning runs
+        only with ``pyro.enable_validation``). Advances :attr:`step` when gradients are on."""
+        loss: Union[float, Tensor] = 0.0
+        surrogate: Union[float, Tensor] = 0.0
+        for model_trace, guide_trace in self._get_traces(model, guide, args, kwargs):
+            particle, particle_surrogate = self._differentiable_loss_particle(model_trace,
+                                                                              guide_trace)
+            loss = loss + particle / self.num_particles
+            surrogate = surrogate + particle_surrogate / self.num_particles
+        if is_validation_enabled():
+            warn_if_nan(surrogate, "loss")
+        if torch.is_grad_enabled():
+            self.step += 1
+        if not torch.is_tensor(surrogate):  # no term at all (e.g. every weight zero)
+            return torch.as_tensor(loss)
+        return loss.detach() + (surrogate - surrogate.detach())  # type: ignore[union-attr]
+
+    def loss_and_grads(self, model, guide, *args, **kwargs) -> float:
+        """:meth:`differentiable_loss`, back-propagated (for :class:`pyro.infer.SVI`); returns
+        its value as a float."""
+        loss = self.differentiable_loss(model, guide, *args, **kwargs)
+        if loss.requires_grad:
+            loss.backward(retain_graph=self.retain_graph)
+        return torch_item(loss)
 
     def loss(self, model, guide, *args, **kwargs) -> float:
-        """An estimate of the loss ``-L`` (a float), averaged over ``num_particles``."""
-        loss = 0.0
+        """An estimate of the loss ``-L`` (a float), averaged over ``num_particles``; no
+        gradients and no :attr:`step`."""
         with torch.no_grad():
-            for model_trace, guide_trace in self._get_traces(model, guide, args, kwargs):
-                loss += self._differentiable_loss_particle(model_trace, guide_trace)[0]
-        loss /= self.num_particles
+            loss = torch_item(self.differentiable_loss(model, guide, *args, **kwargs))
         warn_if_nan(loss, "loss")
         return loss
 
