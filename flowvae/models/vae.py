@@ -8,7 +8,6 @@ from typing import Optional, Sequence, Union
 import pyro
 import torch
 from pyro import poutine
-from pyro.nn.module import to_pyro_module_
 from torch import Tensor, nn
 
 from flowvae.infer.objectives import mmd
@@ -22,6 +21,7 @@ from flowvae.nn import (
     MLPEncoder,
 )
 from flowvae.parts import GUIDES, LIKELIHOODS, PRIORS
+from flowvae.parts.registry import to_pyro_module
 from flowvae.validation import check_int
 
 LATENT = "z"
@@ -158,7 +158,7 @@ class VAE(PyroModel):
         self.encoder, self.decoder = _networks(network, self.shape, self.latent_shape,
                                                self.q.num_params, self.p_x.out_channels,
                                                hidden, network_kwargs or {})
-        to_pyro_module_(self)
+        to_pyro_module(self)  # but the parts' plain_torch_modules (a zuko flow)
 
     @property
     def num_dims(self) -> int:

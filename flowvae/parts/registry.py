@@ -6,7 +6,10 @@ import importlib
 import pkgutil
 from typing import Callable, Dict, Type, TypeVar
 
-__all__ = ["Registry", "import_submodules"]
+from pyro.nn.module import to_pyro_module_
+from torch import nn
+
+__all__ = ["Registry", "import_submodules", "to_pyro_module"]
 
 T = TypeVar("T", bound=type)
 
@@ -57,3 +60,32 @@ def import_submodules(package: str) -> None:
     for info in sorted(pkgutil.iter_modules(module.__path__), key=lambda i: i.name):
         if not info.name.startswith("_"):
             importlib.import_module(f"{package}.{info.name}")
+
+
+def to_pyro_module(module: nn.Module) -> None:
+    """:func:`pyro.nn.module.to_pyro_module_` of ``module`` and its submodules in place, but for
+    the children a part names in its class attribute ``plain_torch_modules``: those stay plain
+    torch modules, and the part announces their parameters to Pyro with :func:`pyro.module`
+    when it uses them, as Pyro's own tutorials do. Why: ``PyroModule`` cannot subclass a module
+    whose class has another metaclass (zuko's flows are ``abc.ABC``: a metaclass conflict).
+
+    Example:
+        >>> import abc
+        >>> class Foreign(nn.Linear, abc.ABC):  # PyroModule[Foreign] would raise TypeError
+        ...     pass
+        >>> class Part(nn.Module):
+        ...     plain_torch_modules = ("foreign",)
+        ...     def __init__(self):
+        ...         super().__init__()
+        ...         self.foreign, self.own = Foreign(2, 2), nn.Linear(2, 2)
+        >>> part = Part()
+        >>> to_pyro_module(part)
+        >>> type(part.own).__name__, type(part.foreign).__name__
+        ('PyroLinear', 'Foreign')
+    """
+    to_pyro_module_(module, recurse=False)
+    plain = getattr(module, "plain_torch_modules", ())
+    for name, child in list(module._modules.items()):
+        if child is not None and name not in plain:
+            to_pyro_module(child)
+            setattr(module, name, child)  # PyroModule names the converted child's params
