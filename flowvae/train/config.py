@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import numbers
 from dataclasses import dataclass
 from typing import Any, Mapping, Optional, Union
 
@@ -20,6 +21,12 @@ ELBO_NAMES = ("trace", "meanfield", "jit")
 PRECISIONS = ("float32", "bf16")
 #: file name of the checkpoint :func:`~flowvae.train.fit` writes in ``out_dir``
 CHECKPOINT = "checkpoint.pt"
+#: ``seed`` is below this: ``seed + rank`` seeds NumPy, whose seeds are 32-bit
+SEED_LIMIT = 2**31
+
+_INTEGERS = ("epochs", "batch_size", "num_particles", "eval_batch_size", "max_steps_per_epoch",
+             "eval_images", "seed")
+_REALS = ("lr", "lr_decay", "clip_norm", "time_limit")
 
 
 @dataclass(frozen=True)
@@ -41,7 +48,8 @@ class FitConfig:
         out_dir: folder of ``checkpoint.pt``, ``metrics.csv`` and ``metrics.jsonl``
             (``None``: nothing written).
         resume: continue from ``out_dir/checkpoint.pt``.
-        seed: seed of the shuffling, the first-batch initialisation and the ELBO's draws.
+        seed: seed of the shuffling, the first-batch initialisation and the ELBO's draws,
+            ``0 <= seed < 2**31``.
         progress: tqdm bar and one line per epoch (``None``: when stderr is a terminal).
         max_steps_per_epoch: stop each epoch after this many steps (``None``: all batches).
         eval_batch_size: images per batch of the test evaluation.
@@ -55,8 +63,13 @@ class FitConfig:
         ValueError: an unknown ``optimizer``, ``elbo`` name or ``precision``; a size below 1
             (``epochs``, ``batch_size``, ``num_particles``, ``eval_batch_size``,
             ``max_steps_per_epoch``, ``eval_images``); a rate not positive (``lr``,
-            ``lr_decay``, ``clip_norm``) or a negative ``time_limit``.
-        TypeError: a size that is not an integer.
+            ``lr_decay``, ``clip_norm``), a negative ``time_limit``, a ``seed`` outside
+            ``[0, 2**31)``.
+        TypeError: a size or seed that is not an integer; an ELBO class instead of an ELBO
+            (``Trace_ELBO`` for ``Trace_ELBO()``) or an ``elbo`` that is not one.
+
+    NumPy numbers are numbers: ``FitConfig(epochs=np.int64(3), lr=np.float32(1e-3))`` holds
+    the Python ``int`` 3 and ``float`` 0.001 (as float32 rounds it).
 
     Example:
         >>> FitConfig(epochs=3).replace(lr=1e-4).lr
@@ -85,15 +98,18 @@ class FitConfig:
     time_limit: Optional[float] = None
 
     def __post_init__(self):
-        for name in ("epochs", "batch_size", "num_particles", "eval_batch_size",
-                     "max_steps_per_epoch", "eval_images"):
+        self._as_python_numbers()
+        for name in _INTEGERS:
             value = getattr(self, name)
             optional = name in ("max_steps_per_epoch", "eval_images")
             if value is None and optional:
                 continue
             if isinstance(value, bool) or not isinstance(value, int):
                 raise TypeError(f"FitConfig: {name}: expected an integer, got {value!r}")
-            if value < 1:
+            if name == "seed" and not 0 <= value < SEED_LIMIT:
+                raise ValueError(f"FitConfig: seed: expected an integer in [0, 2**31), got "
+                                 f"{value}")
+            if name != "seed" and value < 1:
                 raise ValueError(f"FitConfig: {name}: expected an integer >= 1, got {value}"
                                  + (" (None: no limit)" if optional else ""))
         for name, optional in (("lr", False), ("lr_decay", False), ("clip_norm", True)):
@@ -107,11 +123,20 @@ class FitConfig:
                              f"{self.time_limit!r}")
         if self.optimizer not in OPTIMIZER_NAMES:
             raise ValueError(f"optimizer must be one of {OPTIMIZER_NAMES}, got {self.optimizer!r}")
-        if isinstance(self.elbo, str) and self.elbo not in ELBO_NAMES:
-            raise ValueError(f"elbo must be one of {ELBO_NAMES} or a Pyro ELBO, got "
-                             f"{self.elbo!r}")
+        _check_elbo(self.elbo)
         if self.precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
+
+    def _as_python_numbers(self) -> None:
+        """NumPy integers and reals (``np.int64(3)``, ``np.float32(1e-3)``) as Python's."""
+        for name in _INTEGERS + _REALS:
+            value = getattr(self, name)
+            if isinstance(value, (bool, int, float)) or value is None:
+                continue
+            if isinstance(value, numbers.Integral):
+                object.__setattr__(self, name, int(value))
+            elif isinstance(value, numbers.Real) and name in _REALS:
+                object.__setattr__(self, name, float(value))
 
     def replace(self, **changes) -> FitConfig:
         """A copy with ``changes`` (field names of this class)."""
@@ -128,6 +153,20 @@ class FitConfig:
             raise TypeError(f"fit() got unexpected keyword arguments {unknown}; "
                             f"its options are the fields of FitConfig")
         return dataclasses.replace(config or cls(), **options)
+
+
+def _check_elbo(elbo: Any) -> None:
+    """A name of :data:`ELBO_NAMES` or an ELBO object (with ``differentiable_loss``)."""
+    if isinstance(elbo, str):
+        if elbo not in ELBO_NAMES:
+            raise ValueError(f"elbo must be one of {ELBO_NAMES} or a Pyro ELBO, got {elbo!r}")
+        return
+    if isinstance(elbo, type):
+        raise TypeError(f"FitConfig: elbo: expected an ELBO object or one of {ELBO_NAMES}, got "
+                        f"the class {elbo.__name__}; pass an instance: {elbo.__name__}(...)")
+    if not callable(getattr(elbo, "differentiable_loss", None)):
+        raise TypeError(f"FitConfig: elbo: expected one of {ELBO_NAMES} or a Pyro ELBO object "
+                        f"(with differentiable_loss), got {type(elbo).__name__} {elbo!r}")
 
 
 def _positive(value: Any) -> bool:
