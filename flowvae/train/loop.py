@@ -27,6 +27,7 @@ from flowvae.train.checkpoint import (
 )
 from flowvae.train.config import CHECKPOINT, FitConfig
 from flowvae.train.distributed import barrier, setup_distributed, sum_over_processes
+from flowvae.train.inputs import check_fit_inputs
 from flowvae.train.rundir import make_dir
 from flowvae.train.speed import accelerate
 from flowvae.train.step import (
@@ -371,6 +372,7 @@ def fit(module, train_data, test_data=None, config: Optional[FitConfig] = None, 
         ValueError: bad options, or a checkpoint of another model when resuming.
     """
     config = FitConfig.of(config, options)
+    check_fit_inputs(module, train_data, test_data, config, callbacks)
     run = TrainingRun.start(module, train_data, test_data, config)
     hooks = default_callbacks(run, run.progress) + list(callbacks)
     for hook in hooks:
