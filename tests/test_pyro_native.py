@@ -312,3 +312,204 @@ def test_nflows_transform_module_in_a_training_loop_and_in_svi():
     svi = SVI(model, lambda data: None, Adam({"lr": 0.05}), Trace_ELBO())
     losses = [svi.step(data) for _ in range(5)]
     assert losses[-1] < losses[0]
+
+
+# ------------------------------------------------- saving, loading and copying (issue 28)
+#: the models of issue 28, each built with a fixed ``name``; ActNorm and srVAE carry buffers
+NAMED = {
+    "vapnev": lambda name: VAPNEV(SHAPE, latent_dim=2, hidden=4, flow_kwargs=FLOW, name=name),
+    "likelihood=flow": lambda name: VAE(SHAPE, latent_dim=2, hidden=8, likelihood="flow",
+                                        likelihood_kwargs=FLOW, name=name),
+    "guide=flow+actnorm": lambda name: VAE(
+        SHAPE, latent_dim=2, hidden=8, guide="flow", name=name,
+        guide_kwargs=dict(context_features=4, actnorm=True, **VECTOR_FLOW)),
+    "flow_density": lambda name: FlowDensity(SHAPE, flow_kwargs=FLOW, name=name),
+    "flow_prior_vae": lambda name: FlowPriorVAE(SHAPE, latent_shape=(2, 4, 4), name=name,
+                                                **DENSE),
+    "srvae": lambda name: SRVAE(SHAPE, latent_shape=(2, 2, 2), name=name, **DENSE),
+    "sequential_vae": lambda name: SequentialVAE(SHAPE, steps=2, latent_dim=2, hidden=8,
+                                                 name=name),
+}
+
+
+def trained(make, raw, steps=2):
+    """A model trained a few SVI steps (after fit's data-dependent initialisation), its SVI."""
+    pyro.set_rng_seed(0)
+    model = make()
+    initialize_on_data(model, raw)
+    svi = SVI(model.model, model.guide, Adam({"lr": 1e-2}), Trace_ELBO(max_plate_nesting=1))
+    x = model.preprocess(raw)
+    for _ in range(steps):
+        svi.step(x)
+    return model, svi, x
+
+
+def continued(model, svi, x, steps=2):
+    pyro.set_rng_seed(1)  # the same draws in the uninterrupted and the resumed run
+    for _ in range(steps):
+        svi.step(x)
+    return {k: v.clone() for k, v in model.state_dict().items()}
+
+
+def test_the_named_models_cover_every_model_class():
+    assert {type(make("m")) for make in NAMED.values()} >= set(MODELS.values())
+
+
+@pytest.mark.parametrize("key", list(NAMED))
+def test_save_and_load_param_store_restore_everything_and_resume_bit_exactly(key, tmp_path):
+    raw = torch.randint(0, 256, (BATCH, *SHAPE), dtype=torch.uint8)
+    make = lambda: NAMED[key]("saved")  # noqa: E731
+    model, svi, x = trained(make, raw)
+    model.save_param_store(tmp_path / "model.pt", optim=svi.optim)
+    saved = {k: v.clone() for k, v in model.state_dict().items()}
+    assert any(True for _ in model.buffers()) or key == "sequential_vae"
+    uninterrupted = continued(model, svi, x)
+
+    pyro.clear_param_store()  # a new process: a fresh model (other weights), then the file
+    pyro.set_rng_seed(7)
+    fresh = make()
+    optim = Adam({"lr": 1e-2})
+    assert fresh.load_param_store(tmp_path / "model.pt", optim=optim) == len(saved)
+    restored = fresh.state_dict()
+    assert restored.keys() == saved.keys()
+    for k, v in saved.items():  # every parameter and buffer (ActNorm's initialized too)
+        assert torch.equal(restored[k], v), k
+    fresh.train()  # a training-mode pass must not re-initialise restored ActNorms
+    svi = SVI(fresh.model, fresh.guide, optim, Trace_ELBO(max_plate_nesting=1))
+    resumed = continued(fresh, svi, x)
+    for k, v in uninterrupted.items():
+        assert torch.equal(resumed[k], v), k
+    assert any(not torch.equal(v, saved[k]) for k, v in resumed.items())
+
+
+def test_a_saved_model_loads_under_another_name_with_its_optimizer_state(tmp_path):
+    raw = torch.randint(0, 256, (BATCH, *SHAPE), dtype=torch.uint8)
+    model, svi, x = trained(lambda: NAMED["vapnev"]("first"), raw)
+    model.save_param_store(tmp_path / "model.pt", optim=svi.optim)
+    uninterrupted = continued(model, svi, x)
+    pyro.clear_param_store()
+    other, optim = NAMED["vapnev"]("second"), Adam({"lr": 1e-2})
+    other.load_param_store(tmp_path / "model.pt", optim=optim)
+    resumed = continued(other, SVI(other.model, other.guide, optim,
+                                   Trace_ELBO(max_plate_nesting=1)), x)
+    for k, v in uninterrupted.items():
+        assert torch.equal(resumed[k], v), k
+
+
+def test_param_store_files_of_another_model_are_refused_in_one_line(tmp_path):
+    NAMED["flow_density"]("a").save_param_store(tmp_path / "density.pt")
+    with pytest.raises(ValueError, match=r"holds a FlowDensity, not a VAE$"):
+        NAMED["likelihood=flow"]("b").load_param_store(tmp_path / "density.pt")
+    bigger = FlowDensity(SHAPE, flow_kwargs=dict(FLOW, hidden_channels=8))
+    with pytest.raises(ValueError, match="does not fit this FlowDensity"):
+        bigger.load_param_store(tmp_path / "density.pt")
+    torch.save({"state_dict": {}}, tmp_path / "other.pt")
+    with pytest.raises(ValueError, match="is not a file of PyroModel.save_param_store"):
+        bigger.load_param_store(tmp_path / "other.pt")
+
+
+def test_pyros_store_route_copies_parameters_under_every_module_path_and_warns(tmp_path):
+    """The former route: the store keeps whichever path a shared flow was read under."""
+    raw = torch.randint(0, 256, (BATCH, *SHAPE), dtype=torch.uint8)
+    model, svi, x = trained(lambda: NAMED["vapnev"]("stored"), raw)
+    expected = {n: p.detach().clone() for n, p in model.named_parameters()}
+    pyro.get_param_store().save(tmp_path / "store.pt")
+    pyro.clear_param_store()
+    fresh = NAMED["vapnev"]("stored")
+    pyro.get_param_store().load(tmp_path / "store.pt")
+    with pytest.warns(UserWarning, match="param store holds no buffers"):
+        assert fresh.load_param_store() == len(expected)
+    for n, p in fresh.named_parameters():
+        assert torch.equal(p, expected[n]), n
+
+
+class _Payload:
+    """Runs ``touch <marker>`` when unpickled without restriction."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        import os
+
+        return os.system, (f"touch {self.marker}",)
+
+
+def _planted(path, state):
+    """``state`` with the payload hidden among its tensors, saved to ``path``."""
+    torch.save({**state, "extra": [_Payload(path.parent / "pwned")]}, path)
+    return path
+
+
+def _checkpoint_state(model):
+    from flowvae.train.checkpoint import write_checkpoint
+
+    return write_checkpoint, {"model": type(model).__name__, "config": model.config,
+                              "state_dict": model.state_dict()}
+
+
+def _load_through(route, model, path):
+    from flowvae.train import load_model, read_checkpoint
+
+    if route == "load_param_store":
+        return model.load_param_store(path)
+    if route == "read_checkpoint":
+        return read_checkpoint(str(path))
+    return load_model(str(path))
+
+
+@pytest.mark.parametrize("route", ["load_param_store", "read_checkpoint", "load_model",
+                                   "checkpoint_payload"])
+@pytest.mark.parametrize("key", list(NAMED))
+def test_a_planted_payload_never_runs_through_a_documented_loading_path(key, route, tmp_path):
+    model = NAMED[key]("target")
+    path = tmp_path / "file.pt"
+    if route == "load_param_store":
+        model.save_param_store(path)
+        _planted(path, torch.load(path, weights_only=True))
+    elif route == "checkpoint_payload":  # inside a checksummed envelope: the digest matches
+        write, state = _checkpoint_state(model)
+        write(str(path), {**state, "extra": [_Payload(tmp_path / "pwned")]})
+        route = "load_model"
+    else:  # a flowvae 0.3 checkpoint, no envelope
+        _planted(path, _checkpoint_state(model)[1])
+    with pytest.raises(ValueError, match=r"holds a (posix|nt)\.system, which is not plain"):
+        _load_through(route, model, path)
+    assert not (tmp_path / "pwned").exists()
+
+
+@pytest.mark.parametrize("key", list(NAMED))
+def test_a_deep_copy_trains_on_its_own(key):
+    import copy
+
+    raw = torch.randint(0, 256, (BATCH, *SHAPE), dtype=torch.uint8)
+    original, _, x = trained(lambda: NAMED[key](None), raw, steps=1)
+    twin = copy.deepcopy(original)
+    assert twin.name != original.name and type(twin) is type(original)
+    loss = Trace_ELBO(max_plate_nesting=1).differentiable_loss(twin.model, twin.guide, x)
+    params = dict(twin.named_parameters())
+    gradients = torch.autograd.grad(loss, list(params.values()), allow_unused=True)
+    moving = {n for n, g in zip(params, gradients) if g is not None and bool(g.abs().sum() > 0)}
+    assert moving
+    before = {n: p.detach().clone() for n, p in original.state_dict().items()}
+    start = {n: p.detach().clone() for n, p in params.items()}
+    svi_steps(twin, x, steps=2)
+    for n, p in twin.named_parameters():
+        assert n not in moving or not torch.equal(p, start[n]), n
+    for n, p in original.state_dict().items():  # not one tensor of the original changed
+        assert torch.equal(p, before[n]), n
+
+
+def test_copy_takes_a_name_and_name_works_on_every_model_class():
+    raw = torch.randint(0, 256, (BATCH, *SHAPE), dtype=torch.uint8)
+    for key, make in NAMED.items():
+        model = make(f"given_{key}")
+        assert model.name == f"given_{key}" and "name" not in model.config
+        clone = model.copy(name=f"copy_{key}")
+        assert clone.name == f"copy_{key}"
+        initialize_on_data(clone, raw)
+        svi_steps(clone, clone.preprocess(raw), steps=1)
+        names = list(pyro.get_param_store().keys())
+        assert names and all(not n.startswith(f"given_{key}.") for n in names), key
+        assert any(n.startswith(f"copy_{key}.") for n in names), key
+        pyro.clear_param_store()

@@ -5,40 +5,101 @@ from __future__ import annotations
 import functools
 import inspect
 import itertools
+import re
+import warnings
 from collections import defaultdict
-from typing import Any, Callable, Dict, Iterator, Mapping, Optional, Tuple, TypeVar
+from copy import deepcopy
+from typing import Any, Callable, Dict, Iterator, Mapping, Optional, Sequence, Tuple
 
+import numpy as np
 import pyro
 import torch
 from pyro.nn import PyroModule
+from pyro.nn.module import pyro_method
 from torch import Tensor
 
 from flowvae.validation import check_int, check_nonempty, check_temperature, module_dtype
 
-__all__ = ["PyroModel", "pyro_program", "recorded_arguments"]
+__all__ = ["PARAMS_FORMAT", "PyroModel", "pyro_method", "pyro_program", "recorded_arguments",
+           "safe_load"]
 
 _COUNTERS: Dict[str, Iterator[int]] = defaultdict(itertools.count)
 
-F = TypeVar("F", bound=Callable)
+
+#: the decorator of a model's ``model`` / ``guide``: Pyro's own ``pyro_method``, which runs the
+#: method inside the model's ``PyroModule`` context. Why: ``PyroModule`` announces a parameter
+#: to Pyro (a ``pyro.param`` site) only while one of its modules is being *called*; a flow
+#: sampled in the guide runs through plain method calls (an nflows ``inverse``), so parameters
+#: read there (e.g. a coupling's ``scale``) would never reach the trace, ``SVI`` would not train
+#: them and ``JitTrace_ELBO`` would find them as constants. Inside the context every parameter
+#: read is a ``param`` site. ``pyro_program`` is its former name, kept as an alias.
+pyro_program = pyro_method
+
+#: the ``format`` entry of the files :meth:`PyroModel.save_param_store` writes
+PARAMS_FORMAT = "flowvae-params-1"
 
 
-def pyro_program(method: F) -> F:
-    """Run a model's ``model`` / ``guide`` method inside its ``PyroModule`` context.
+def safe_load(source: Any, path: str, what: str, map_location=None,
+              allowed: Sequence[Any] = ()) -> Any:
+    """``torch.load(source, weights_only=True)`` with ``allowed`` as extra safe globals: tensors,
+    numbers, strings and containers only, so a planted object cannot run code.
 
-    Why: ``PyroModule`` announces a parameter to Pyro (a ``pyro.param`` site) only while one
-    of its modules is being *called*. A flow sampled in the guide runs through plain method
-    calls (an nflows ``inverse``), so parameters read there (e.g. a coupling's ``scale``) would
-    never reach the trace: ``SVI`` would not train them and ``JitTrace_ELBO`` would find them
-    as constants. Inside the context every parameter read is a ``param`` site.
+    Raises:
+        ValueError: one line naming ``path``: the file is truncated, corrupted, or holds an
+            object that is not plain data (``what`` names the kind of file expected).
     """
+    try:
+        with torch.serialization.safe_globals(list(allowed)):
+            return torch.load(source, map_location=map_location, weights_only=True)
+    except Exception as err:  # a truncated, corrupted or foreign file
+        message = " ".join(str(err).split())
+        foreign = re.search(r"(?:Unsupported global: GLOBAL|unsupported GLOBAL) ([\w.]+)",
+                            message)
+        if foreign:  # torch's advice to load with weights_only=False is not repeated
+            message = (f"it holds a {foreign.group(1)}, which is not plain data (tensors, "
+                       "numbers, strings, constraints) and could run code when loaded")
+        raise ValueError(f"{path!r} is not a readable {what}: {message[:300]}") from err
+
+
+def _fresh_name(cls: type) -> str:
+    """The class name and a counter unique in this process: ``"VAE_0"``, ``"VAE_1"``, ..."""
+    return f"{cls.__name__}_{next(_COUNTERS[cls.__name__])}"
+
+
+def _check_observation(owner: str, x: Any, shape: Tuple[int, ...]) -> None:
+    """Refuse, in flowvae's words and from metadata alone, what ``model`` / ``guide`` /
+    ``reconstruct`` cannot take for the observation ``x``: a non-tensor, raw ``uint8`` images
+    (not yet through ``preprocess``), an image without its batch dimension."""
+    if x is None:
+        return
+    if not isinstance(x, Tensor):
+        raise TypeError(f"{owner}: x: expected a torch.Tensor (B, {_dims(shape)}), got "
+                        f"{type(x).__module__}.{type(x).__qualname__}; convert it with "
+                        "torch.as_tensor and pass it through preprocess")
+    if x.dtype == torch.uint8:
+        raise TypeError(f"{owner}: x: expected the observation that preprocess returns, got raw "
+                        "uint8 images; call model.preprocess(images) first")
+    if x.dim() <= len(shape):
+        raise ValueError(f"{owner}: x: expected a batch (B, {_dims(shape)}), got shape "
+                         f"{tuple(x.shape)}, an image without its batch dimension; give "
+                         "x[None] for a batch of one")
+
+
+def _dims(shape: Tuple[int, ...]) -> str:
+    return ", ".join(str(s) for s in shape)
+
+
+def _checked_observation(method: Callable) -> Callable:
+    """``method(x, ...)`` (``model``, ``guide``, ``reconstruct``) checking ``x`` first."""
 
     @functools.wraps(method)
-    def wrapper(self: PyroModule, *args, **kwargs):
-        # the context PyroModule.__call__ enters; shared by every submodule of the model
-        with self._pyro_context:
-            return method(self, *args, **kwargs)
+    def wrapper(self, *args, **kwargs):
+        x = args[0] if args else kwargs.get("x")
+        _check_observation(f"{type(self).__name__}.{method.__name__}", x,
+                           tuple(getattr(self, "shape", ())))
+        return method(self, *args, **kwargs)
 
-    return wrapper  # type: ignore[return-value]
+    return wrapper
 
 
 #: constructor arguments that are not hyper-parameters (a param-store prefix)
@@ -99,8 +160,13 @@ def _checked_preprocess(preprocess: Callable) -> Callable:
 
     @functools.wraps(preprocess)
     def wrapper(self, x, *args, **kwargs):
-        if isinstance(x, Tensor):
-            check_nonempty(f"{type(self).__name__}.preprocess", "x", x)
+        owner = f"{type(self).__name__}.preprocess"
+        if isinstance(x, np.ndarray):  # a NumPy batch of uint8 images: the same data
+            x = torch.as_tensor(x)
+        if not isinstance(x, Tensor):
+            raise TypeError(f"{owner}: x: expected uint8 images (B, C, H, W) as a torch.Tensor "
+                            f"or a NumPy array, got {type(x).__module__}.{type(x).__qualname__}")
+        check_nonempty(owner, "x", x)
         out = preprocess(self, x, *args, **kwargs)
         if isinstance(out, Tensor) and out.is_floating_point():
             dtype = module_dtype(self)
@@ -125,8 +191,9 @@ def _recording(init: Callable) -> Callable:
 class PyroModel(PyroModule):
     """The base of flowvae's models, and the protocol that :func:`flowvae.train.fit`,
     :func:`flowvae.infer.evaluate` and the CLI rely on: a ``PyroModule`` whose ``model`` and
-    ``guide`` (decorated with :func:`pyro_program`) read every parameter through Pyro, under
-    names that start with the model's own ``name``.
+    ``guide`` (decorated with Pyro's ``pyro_method``) read every parameter through Pyro, under
+    names that start with the model's own ``name``. ``model``, ``guide`` and ``reconstruct``
+    refuse raw ``uint8`` images (call ``preprocess``) and an image without its batch dimension.
 
     A subclass provides ``shape`` (the image shape ``(C, H, W)``), ``preprocess(images)``
     (``uint8`` images to the observation ``model`` and ``guide`` take), ``model(x=None,
@@ -138,8 +205,12 @@ class PyroModel(PyroModule):
     Args:
         name: prefix of the model's names in Pyro's param store; ``None``: the class name and a
             counter unique in this process (``"VAE_0"``, ``"VAE_1"``, ...), so that two models
-            of one class train side by side under SVI. Pass a fixed name to save and load
-            through the param store (:meth:`load_param_store`).
+            of one class train side by side under SVI. ``copy.deepcopy(model)`` and
+            :meth:`copy` give the copy a fresh name, so that it trains on its own.
+
+    Saving and loading: :meth:`save_param_store` and :meth:`load_param_store` (every
+    parameter and buffer, and a Pyro optimizer's state; loaded with ``weights_only=True``),
+    or :func:`flowvae.train.fit`'s checkpoints.
     """
 
     #: the image shape ``(C, H, W)`` the model takes
@@ -150,7 +221,9 @@ class PyroModel(PyroModule):
         if "__init__" in cls.__dict__:  # record the bound arguments of this constructor
             cls.__init__ = _recording(cls.__dict__["__init__"])
         for method, check in (("generate", _checked_generate),
-                              ("preprocess", _checked_preprocess)):
+                              ("preprocess", _checked_preprocess),
+                              ("model", _checked_observation), ("guide", _checked_observation),
+                              ("reconstruct", _checked_observation)):
             if method in cls.__dict__:  # every model's entry points check their arguments
                 setattr(cls, method, check(cls.__dict__[method]))
 
@@ -172,10 +245,7 @@ class PyroModel(PyroModule):
         return recorded_arguments(init, (), dict(config))
 
     def __init__(self, name: Optional[str] = None):
-        if name is None:
-            cls = type(self).__name__
-            name = f"{cls}_{next(_COUNTERS[cls])}"
-        super().__init__(name=name)
+        super().__init__(name=_fresh_name(type(self)) if name is None else name)
 
     @property
     def discrete(self) -> bool:
@@ -208,6 +278,17 @@ class PyroModel(PyroModule):
         raise NotImplementedError(f"{type(self).__name__} has no latent to reconstruct from")
 
     @property
+    def data_levels(self) -> int:
+        """The grey levels of the ``uint8`` images :meth:`preprocess` takes: 2 (binary images in
+        {0, 1}, e.g. ``binarized-mnist``) or 256 (8-bit), as the likelihood part declares it
+        (``takes_data_levels``); 256 for a model without such a part.
+        :func:`flowvae.train.fit` compares it with the dataset's ``levels``."""
+        p_x = self._modules.get("p_x")
+        if p_x is not None and getattr(p_x, "takes_data_levels", False):
+            return int(p_x.data_levels)
+        return 256
+
+    @property
     def name(self) -> str:
         """The prefix of this model's parameter names in Pyro's param store."""
         return self._pyro_name
@@ -216,22 +297,110 @@ class PyroModel(PyroModule):
         """The param-store name of the parameter called ``parameter_name`` in the state dict."""
         return f"{self.name}.{parameter_name}" if self.name else parameter_name
 
-    @torch.no_grad()
-    def load_param_store(self) -> int:
-        """Copy this model's entries of Pyro's param store into its parameters and hand the
-        store the module's own tensors again; returns the number of tensors copied.
+    # ------------------------------------------------------------------ copies
+    def copy(self, name: Optional[str] = None) -> PyroModel:
+        """A deep copy that trains on its own: its own parameters and buffers, and param-store
+        names under ``name`` (``None``: a fresh name, as a model built without ``name``
+        gets). ``copy.deepcopy(model)`` is ``model.copy()``."""
+        clone = deepcopy(self)
+        if name is not None:
+            clone._rename(name)
+        return clone
 
-        Call it after ``pyro.get_param_store().load(path)`` on a model built with the same
-        arguments and ``name`` as the saved one. Why: a ``PyroModule`` computes with its own
-        parameters; the param store only mirrors them, so a loaded store alone changes
-        nothing, and SVI would then update the loaded copies instead of the module.
+    def __deepcopy__(self, memo: Dict[int, Any]) -> PyroModel:
+        # the default deep copy, then a fresh name: the copy's parameters would otherwise share
+        # the original's param-store names, and SVI on the copy would update the original's
+        clone = type(self).__new__(type(self))
+        memo[id(self)] = clone
+        clone.__setstate__(deepcopy(self.__getstate__(), memo))
+        clone._rename(_fresh_name(type(self)))
+        return clone
+
+    def _rename(self, name: str) -> None:
+        """Put this model and every ``PyroModule`` in it under the param-store prefix ``name``."""
+        old = self._pyro_name
+        for module in self.modules():
+            if isinstance(module, PyroModule):
+                rest = module._pyro_name[len(old):].lstrip(".")
+                module._pyro_name = f"{name}.{rest}" if name and rest else (name or rest)
+
+    # ------------------------------------------------------------------ the param store
+    def save_param_store(self, path: Any, optim: Any = None) -> None:
+        """Save this model to ``path``: every parameter *and buffer* (its ``state_dict``,
+        which Pyro's param store cannot hold: ActNorm's and srVAE's ``initialized`` flags,
+        normalisation statistics), its ``name``, and the state of a Pyro optimizer ``optim``
+        (``pyro.optim.Adam(...)``, the one given to ``SVI``), so that training goes on
+        bit-exactly after :meth:`load_param_store`.
+
+        Use it instead of ``pyro.get_param_store().save(path)``: the store keeps one of the
+        module paths a shared flow has, no buffer, and Pyro loads it with an unrestricted
+        unpickler.
         """
+        state = {"format": PARAMS_FORMAT, "model": type(self).__name__, "name": self.name,
+                 "state_dict": self.state_dict(),
+                 "optim": None if optim is None else optim.get_state()}
+        torch.save(state, path)
+
+    @torch.no_grad()
+    def load_param_store(self, path: Any = None, optim: Any = None, map_location=None) -> int:
+        """Load what :meth:`save_param_store` wrote to ``path`` into this model (built with the
+        same arguments): every parameter and buffer, and into ``optim`` (a Pyro optimizer,
+        before its first step) the saved optimizer state. Returns the number of tensors
+        restored. The file is read with ``torch.load(weights_only=True)``: it cannot run code.
+
+        The param store then holds no stale copy of the model's parameters: the next ``SVI``
+        step registers the module's own tensors, under this model's ``name`` (the optimizer
+        state is renamed to it if the saved model had another).
+
+        ``path=None``: the former route, after ``pyro.get_param_store().load(path)`` (which
+        unpickles without restriction: load only files you wrote): copies every parameter
+        found in the store, under any module path, and returns their number. The store holds
+        no buffers, so a model with buffers warns.
+
+        Raises:
+            ValueError: one line: the file is not readable, holds a non-tensor object, or a
+                model of another class or architecture.
+        """
+        if path is None:
+            return self._copy_from_store()
+        state = safe_load(path, str(path), "flowvae model file", map_location)
+        if not isinstance(state, dict) or state.get("format") != PARAMS_FORMAT:
+            raise ValueError(f"{str(path)!r} is not a file of PyroModel.save_param_store (no "
+                             f"{PARAMS_FORMAT!r} format entry)")
+        if state["model"] != type(self).__name__:
+            raise ValueError(f"{str(path)!r} holds a {state['model']}, not a "
+                             f"{type(self).__name__}")
+        try:
+            self.load_state_dict(state["state_dict"])
+        except RuntimeError as err:
+            raise ValueError(f"{str(path)!r} does not fit this {type(self).__name__} (built "
+                             f"with other arguments?): {' '.join(str(err).split())[:300]}") \
+                from err
+        self._release_store_entries()
+        if optim is not None and state.get("optim"):
+            optim.set_state({self.name + key[len(state["name"]):]
+                             if key.startswith(state["name"]) else key: value
+                             for key, value in state["optim"].items()})
+        return len(state["state_dict"])
+
+    def _release_store_entries(self) -> None:
+        """Drop the store's entries of this model's parameters, under every module path."""
         store = pyro.get_param_store()
-        copied = 0
-        for name, parameter in self.named_parameters():
+        for name, _ in self.named_parameters(remove_duplicate=False):
+            if self.param_name(name) in store:
+                del store[self.param_name(name)]
+
+    def _copy_from_store(self) -> int:
+        store, copied = pyro.get_param_store(), set()
+        for name, parameter in self.named_parameters(remove_duplicate=False):
             full = self.param_name(name)
-            if full in store:
+            if full in store:  # a shared module is found under whichever path it was saved
                 parameter.copy_(store.get_param(full).unconstrained())
-                del store[full]  # the next step registers the module's own tensor
-                copied += 1
-        return copied
+                copied.add(id(parameter))
+        self._release_store_entries()  # the next step registers the module's own tensors
+        buffers = [name for name, _ in self.named_buffers()]
+        if buffers:
+            warnings.warn(f"Pyro's param store holds no buffers: {len(buffers)} of "
+                          f"{type(self).__name__} (e.g. {buffers[0]}) keep their values; use "
+                          "save_param_store(path) and load_param_store(path)", stacklevel=3)
+        return len(copied)

@@ -39,10 +39,10 @@ from typing import List, Optional, Sequence
 
 import pyro
 import torch
-from pyro.nn.module import to_pyro_module_
+from pyro.nn.module import pyro_method, to_pyro_module_
 from torch import Tensor, nn
 
-from flowvae.models.base import PyroModel, pyro_program
+from flowvae.models.base import PyroModel
 from flowvae.models.vae import batch_size_of
 from flowvae.nn import ConvDecoder, ConvEncoder, MLPDecoder, MLPEncoder
 from flowvae.parts import GUIDES, LIKELIHOODS, StandardNormalPrior
@@ -214,7 +214,7 @@ class SequentialVAE(PyroModel):
             hs.append(self.decode_step(t, z, hs[-1] if hs else None))
         return hs
 
-    @pyro_program
+    @pyro_method
     def model(self, x: Optional[Tensor] = None, batch_size: Optional[int] = None) -> Tensor:
         like = next(self.parameters()) if x is None else x
         with pyro.plate(DATA_PLATE, batch_size_of(x, batch_size), dim=-1):
@@ -225,7 +225,7 @@ class SequentialVAE(PyroModel):
                 sample = pyro.sample(observed_site(t + 1), self.p_x(h, z), obs=x)
         return sample
 
-    @pyro_program
+    @pyro_method
     def guide(self, x: Tensor, batch_size: Optional[int] = None) -> None:
         features = self.p_x.encoder_input(x)
         with pyro.plate(DATA_PLATE, batch_size_of(x, batch_size), dim=-1):

@@ -8,13 +8,13 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 import pyro
 import torch
-from pyro.nn.module import to_pyro_module_
+from pyro.nn.module import pyro_method, to_pyro_module_
 from torch import Tensor, nn
 from torch.distributions import kl_divergence
 from torch.nn import functional as F
 
 from flowvae.distributions import DiscretizedLogisticMixture
-from flowvae.models.base import PyroModel, pyro_program
+from flowvae.models.base import PyroModel
 from flowvae.models.vae import DATA_PLATE, VAE, batch_size_of
 from flowvae.nn import DenseDecoder, DenseEncoder, DenseNet
 from flowvae.nn.densenet import ChannelAttention
@@ -130,6 +130,7 @@ class FlowPriorVAE(VAE):
         num_mixtures: logistic components per pixel.
         flow_kwargs: :class:`~flowvae.ConditionalRealNVP` arguments of the prior.
         beta: KL weight (1: the ELBO).
+        name: prefix of its names in Pyro's param store (:class:`~flowvae.models.PyroModel`).
 
     Example:
         >>> import torch
@@ -151,13 +152,14 @@ class FlowPriorVAE(VAE):
         num_mixtures: int = 10,
         flow_kwargs: Optional[dict] = None,
         beta: float = 1.0,
+        name: Optional[str] = None,
     ):
         latent_shape = tuple(int(s) for s in latent_shape)
         super().__init__(
             shape, latent_dim=latent_shape, guide="normal", prior="flow", likelihood="logistic",
             network="dense", hidden=hidden, beta=beta, prior_kwargs=flow_kwargs,
             likelihood_kwargs=dict(num_mixtures=num_mixtures),
-            network_kwargs=dict(growth=growth, num_layers=num_layers),
+            network_kwargs=dict(growth=growth, num_layers=num_layers), name=name,
         )
 
 
@@ -363,7 +365,7 @@ class SRVAE(PyroModel, DataDependentInit):
         return _temper(d, temperature, up if self.residual else None)
 
     # ------------------------------------------------------------------ Pyro model / guide
-    @pyro_program
+    @pyro_method
     def model(self, x: Optional[Tensor] = None, batch_size: Optional[int] = None) -> Tensor:
         like = next(self.parameters()) if x is None else x
         with pyro.plate(DATA_PLATE, batch_size_of(x, batch_size), dim=-1):
@@ -374,7 +376,7 @@ class SRVAE(PyroModel, DataDependentInit):
             z = pyro.sample(LATENT_Z, self.prior_z(y, u))
             return pyro.sample(OBSERVED, self.likelihood_x(y, z), obs=x)
 
-    @pyro_program
+    @pyro_method
     def guide(self, x: Tensor, batch_size: Optional[int] = None) -> None:
         if self.training and not self._known_initialized:  # data_init: the first batch
             if not self.initialized:

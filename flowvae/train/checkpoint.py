@@ -17,7 +17,6 @@ import inspect
 import io
 import os
 import random
-import re
 from typing import Any, Dict, List
 
 import numpy as np
@@ -27,6 +26,7 @@ from pyro.distributions import constraints as pyro_constraints
 from torch.distributions import constraints as torch_constraints
 
 import flowvae
+from flowvae.models.base import safe_load
 from flowvae.train.config import CHECKPOINT
 from flowvae.train.rundir import write_atomically
 
@@ -137,17 +137,7 @@ def read_checkpoint(path: str, map_location=None) -> Dict[str, Any]:
 
 
 def _load(source, path: str, map_location) -> Any:
-    try:
-        with torch.serialization.safe_globals(allowed_globals()):
-            return torch.load(source, map_location=map_location, weights_only=True)
-    except Exception as err:  # a truncated, corrupted or foreign file
-        message = " ".join(str(err).split())
-        foreign = re.search(r"Unsupported global: GLOBAL ([\w.]+)", message)
-        if foreign:  # torch's advice to load with weights_only=False is not repeated
-            message = (f"it holds a {foreign.group(1)}, which is not plain data (tensors, "
-                       "numbers, strings, constraints) and could run code when loaded")
-        raise ValueError(f"{path!r} is not a readable flowvae checkpoint: {message[:300]}") \
-            from err
+    return safe_load(source, path, "flowvae checkpoint", map_location, allowed_globals())
 
 
 def load_model(path: str, map_location=None):
