@@ -4,9 +4,11 @@
   the CLI; no torch import);
 * :mod:`~flowvae.train.loop`: :func:`fit`, a short loop over a :class:`TrainingRun`,
   :func:`train_epoch`, the test evaluation and the callbacks;
+* :mod:`~flowvae.train.run`: :class:`TrainingRun`, one call of :func:`fit` (set up once,
+  read by the loop and the callbacks), :func:`as_images`;
 * :mod:`~flowvae.train.step`: :func:`training_step`, :class:`DifferentiableELBO`,
   :func:`trainable_parameters`, :func:`initialize_on_data`;
-* :mod:`~flowvae.train.callbacks`: progress, metrics files, checkpointing, time limit;
+* :mod:`~flowvae.train.callbacks`: progress bar, metrics files, checkpointing, time limit;
 * :mod:`~flowvae.train.checkpoint`: :func:`save_checkpoint`, :func:`read_checkpoint`,
   :func:`load_model` (checksummed, loaded with ``weights_only=True``);
 * :mod:`~flowvae.train.rundir`: :func:`prepare_out_dir` (the ``--resume`` / ``--overwrite``
@@ -31,8 +33,8 @@ _WHERE = {  # name -> its module, imported on first use: the CLI reads .config w
     **{name: "flowvae.train.rundir" for name in (
         "OUT_DIR_FLAGS", "RunDirectoryError", "add_out_dir_flags", "prepare_out_dir",
         "write_metrics")},
-    **{name: "flowvae.train.loop" for name in (
-        "TrainingRun", "as_images", "evaluate_elbo", "fit", "train_epoch")},
+    **{name: "flowvae.train.run" for name in ("TrainingRun", "as_images")},
+    **{name: "flowvae.train.loop" for name in ("evaluate_elbo", "fit", "train_epoch")},
     **{name: "flowvae.train.step" for name in (
         "ELBOS", "OPTIMIZERS", "DifferentiableELBO", "TrainingDiverged", "initialize_on_data",
         "trainable_parameters", "training_step")},

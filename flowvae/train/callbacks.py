@@ -1,8 +1,9 @@
 """What :func:`flowvae.train.fit` does around its epochs, as small named parts.
 
-A callback sees the :class:`~flowvae.train.loop.TrainingRun` (module, optimizer, step,
-history, ...) at four points: :meth:`Callback.on_start` before the first epoch (after
-resuming), :meth:`Callback.on_step` after every optimizer step,
+A callback sees the :class:`~flowvae.train.run.TrainingRun` (module, optimizer, step,
+history, ...) at five points: :meth:`Callback.on_start` before the first epoch (after
+resuming), :meth:`Callback.on_epoch_start` before an epoch's first step,
+:meth:`Callback.on_step` after every optimizer step,
 :meth:`Callback.on_epoch` once an epoch's metrics row is complete (test metrics included),
 and :meth:`Callback.should_stop` after the row is recorded. ``fit`` builds
 :func:`default_callbacks` from its options; ``fit(..., callbacks=[...])`` appends more, e.g.
@@ -21,7 +22,7 @@ from flowvae.train.distributed import any_process
 from flowvae.train.rundir import write_metrics
 
 if TYPE_CHECKING:  # pragma: no cover
-    from flowvae.train.loop import TrainingRun
+    from flowvae.train.run import TrainingRun
 
 __all__ = ["Callback", "Checkpointing", "MetricsLog", "Progress", "TimeLimit",
            "default_callbacks"]
@@ -33,6 +34,9 @@ class Callback:
     def on_start(self, run: TrainingRun) -> None:
         """Before the first epoch, once the run is set up (and resumed: ``run.history`` is
         the checkpoint's)."""
+
+    def on_epoch_start(self, run: TrainingRun, epoch: int, steps: int) -> None:
+        """Before the first of the ``steps`` optimizer steps of epoch ``epoch`` (0-based)."""
 
     def on_step(self, run: TrainingRun, loss: float, batch: int) -> None:
         """After optimizer step ``run.step``, whose loss was ``loss`` nats per image on
@@ -54,16 +58,19 @@ class Progress(Callback):
         self.enabled = enabled
         self.bar = None
 
-    def wrap(self, run: TrainingRun, batches: List, epoch: int):
-        """``batches`` behind a bar for epoch ``epoch`` (0-based)."""
-        self.bar = tqdm(batches, desc=f"epoch {epoch + 1}/{run.config.epochs}",
+    def on_epoch_start(self, run: TrainingRun, epoch: int, steps: int) -> None:
+        self.bar = tqdm(total=steps, desc=f"epoch {epoch + 1}/{run.config.epochs}",
                         disable=not self.enabled, leave=False)
-        return self.bar
 
     def on_step(self, run: TrainingRun, loss: float, batch: int) -> None:
-        if self.bar is not None:
-            bpd = bits_per_dim(-loss, run.dims, not run.module.discrete)
-            self.bar.set_postfix(loss=f"{loss:.2f}", bpd=f"{bpd:.3f}")
+        if self.bar is None:
+            return
+        bpd = bits_per_dim(-loss, run.dims, not run.module.discrete)
+        self.bar.set_postfix(loss=f"{loss:.2f}", bpd=f"{bpd:.3f}", refresh=False)
+        self.bar.update(1)
+        if self.bar.n >= self.bar.total:  # the epoch's last step: the bar goes
+            self.bar.close()
+            self.bar = None
 
     def on_epoch(self, run: TrainingRun, row: Dict[str, float]) -> None:
         if self.enabled:

@@ -131,16 +131,23 @@ def _checked_loss(loss: Tensor, norm: Optional[Tensor], world: int) -> float:
     raise TrainingDiverged("another process's loss or gradients are not finite")
 
 
-def trainable_parameters(module, x: Tensor) -> List[Tensor]:
+def trainable_parameters(module, x: Tensor, initialize: bool = False,
+                         seed: int = 0) -> List[Tensor]:
     """The tensors an optimizer of ``module``'s ELBO must update: the module's parameters,
     then the unconstrained values of any other ``pyro.param`` its guide and model use
-    (found, as ``pyro.infer.SVI`` finds them, by tracing both on the raw images ``x`` in
-    eval mode, without gradients and without touching the random number streams)."""
+    (found, as ``pyro.infer.SVI`` finds them, by tracing both on the raw images ``x``
+    without gradients and without touching the random number streams).
+
+    The trace is one ELBO pass in eval mode (a look, not a training step); with
+    ``initialize=True`` and data-dependent initialisations left in ``module``, the same pass
+    runs in training mode seeded by ``seed`` and initialises them on ``x``, as
+    :func:`initialize_on_data` does: :func:`~flowvae.train.fit`'s setup computes the ELBO
+    once before step 1."""
+    training = initialize and needs_data_init(module)
+    with poutine.trace(param_only=True) as capture:
+        _elbo_pass(module, x, training=training, seed=seed if training else None)
     params = list(module.parameters())
     seen = {id(p) for p in params}
-    with poutine.trace(param_only=True) as capture:
-        # a look, not a training step (e.g. no first-batch initialisation on x)
-        _elbo_pass(module, x, training=False)
     for site in capture.trace.nodes.values():
         value = site["value"].unconstrained()
         if id(value) not in seen:
