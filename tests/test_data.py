@@ -484,3 +484,116 @@ def test_image_dataset_validates_its_inputs():
         ImageDataset(torch.zeros(2, 1, 4, 4, dtype=torch.uint8), levels=2, binarize="dynamic")
     ds = ImageDataset(torch.zeros(2, 1, 4, 4, dtype=torch.uint8), torch.tensor([3, 4]))
     assert "n=2" in repr(ds) and ds.labels.dtype == torch.int64
+
+
+# ---------------------------------------------------------------------------- unreadable files
+
+
+class _Payload:
+    """Runs ``touch <marker>`` when unpickled without restriction."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return os.system, (f"touch {self.marker}",)
+
+
+@pytest.mark.parametrize("where", ["entry", "labels", "data_batch_5"])
+def test_a_planted_cifar_batch_does_not_run(tmp_path, where):
+    _write_fake_cifar(tmp_path, per_batch=2)
+    marker = tmp_path / "pwned"
+    name = "data_batch_5" if where == "data_batch_5" else "data_batch_1"
+    path = tmp_path / "cifar-10-batches-py" / name
+    data = np.zeros((2, 3 * 32 * 32), dtype=np.uint8)
+    entry = ({"data": data, "labels": [0, _Payload(marker)]} if where == "labels"
+             else {"data": data, "labels": [0, 1], "extra": _Payload(marker)})
+    with open(path, "wb") as f:
+        pickle.dump(entry, f, protocol=2)
+    with pytest.raises(ValueError, match=rf"^{path} is truncated or corrupted \(.*posix\.system, "
+                                         r"which a CIFAR batch never holds.*download=True"):
+        load_dataset("cifar10", split="train", root=tmp_path, download=False)
+    assert not marker.exists()
+    with open(path, "rb") as f:  # the payload is live: a plain pickle.load runs it
+        pickle.load(f)
+    assert marker.exists()
+
+
+def test_the_restricted_unpickler_reads_numpy_1_and_2_cifar_batches(tmp_path):
+    """Both NumPy layouts of the array rebuilder are allowed, nothing else."""
+    from flowvae.data.readers import CifarUnpickler
+
+    data = np.arange(2 * 3 * 4 * 4, dtype=np.uint8).reshape(2, -1)
+    raw = pickle.dumps({"data": data, "labels": [3, 4]}, protocol=2)
+    entry = CifarUnpickler(__import__("io").BytesIO(raw)).load()
+    assert np.array_equal(entry["data"], data) and entry["labels"] == [3, 4]
+    with pytest.raises(pickle.UnpicklingError, match="builtins.eval"):
+        CifarUnpickler(__import__("io").BytesIO(
+            b"cbuiltins\neval\n(S'1'\ntR.")).load()
+
+
+def _cut(path, keep):
+    raw = path.read_bytes()
+    path.write_bytes(raw[: int(len(raw) * keep)] if isinstance(keep, float) else keep)
+
+
+def _mnist_copy(data_root, tmp_path, gz):
+    raw = tmp_path / "MNIST" / "raw"
+    raw.mkdir(parents=True)
+    for file in ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"):
+        file += ".gz" if gz else ""
+        shutil.copy(os.path.join(data_root, "MNIST", "raw", file), raw / file)
+    return raw / ("t10k-images-idx3-ubyte" + (".gz" if gz else ""))
+
+
+@pytest.mark.parametrize("damage", ["truncated gzip", "not gzip", "empty", "header only"])
+def test_an_unreadable_mnist_file_is_one_line_naming_it_and_the_fix(data_root, tmp_path,
+                                                                     damage):
+    path = _mnist_copy(data_root, tmp_path, gz=damage in ("truncated gzip", "not gzip"))
+    _cut(path, {"truncated gzip": 0.5, "not gzip": b"plain bytes, not gzip",
+                "empty": b"", "header only": b"\x00\x00\x08\x03\x00\x00"}[damage])
+    with pytest.raises(ValueError) as info:
+        load_dataset("mnist", split="test", root=tmp_path, download=False)
+    message = str(info.value)
+    assert "\n" not in message and message.startswith(f"{path} is truncated or corrupted")
+    assert message.endswith("delete it and load the dataset again with download=True, or copy "
+                            "an intact file there")
+
+
+@pytest.mark.parametrize("damage", [0.5, b"\x80\x02}q\x00(U\x04data"])
+def test_an_unreadable_cifar_batch_is_one_line_naming_it(tmp_path, damage):
+    _write_fake_cifar(tmp_path, per_batch=2)
+    path = tmp_path / "cifar-10-batches-py" / "test_batch"
+    _cut(path, damage)
+    with pytest.raises(ValueError, match=rf"^{path} is truncated or corrupted \(.*download=True"):
+        load_dataset("cifar10", split="test", root=tmp_path, download=False)
+
+
+def test_a_cifar_batch_of_other_contents_is_refused(tmp_path):
+    _write_fake_cifar(tmp_path, per_batch=2)
+    path = tmp_path / "cifar-10-batches-py" / "test_batch"
+    with open(path, "wb") as f:
+        pickle.dump({"data": np.zeros((2, 3072), dtype=np.float32), "labels": [0, 1]}, f)
+    with pytest.raises(ValueError, match=r"not a CIFAR batch: expected a dict of a uint8"):
+        load_dataset("cifar10", split="test", root=tmp_path, download=False)
+
+
+def test_an_unreadable_amat_or_celeba_file_is_one_line_naming_it(tmp_path):
+    folder = tmp_path / "BinarizedMNIST"
+    folder.mkdir()
+    amat = folder / "binarized_mnist_test.amat.gz"
+    with gzip.open(amat, "wt") as f:
+        f.write(" ".join(["0"] * 784) + "\n" + " ".join(["1"] * 300) + "\n")
+    with pytest.raises(ValueError, match=rf"^{amat} is truncated or corrupted \(row 1 holds 300"):
+        load_dataset("binarized-mnist", split="test", root=tmp_path, download=False)
+    _cut(amat, 0.5)
+    with pytest.raises(ValueError, match=rf"^{amat} is truncated or corrupted \(EOFError"):
+        load_dataset("binarized-mnist", split="test", root=tmp_path, download=False)
+
+    images = tmp_path / "celeba" / "img_align_celeba"
+    images.mkdir(parents=True)
+    (images / "000001.jpg").write_bytes(b"\xff\xd8\xff\xe0 cut short")
+    (tmp_path / "celeba" / "list_eval_partition.txt").write_text("000001.jpg 0\n")
+    train = load_dataset("celeba", split="train", root=tmp_path, download=False)
+    with pytest.raises(ValueError, match=rf"^{images / '000001.jpg'} is truncated or corrupted"):
+        train[0]

@@ -16,12 +16,14 @@ from flowvae.data.datasets import (
     resolve_root,
 )
 from flowvae.data.pixels import BINARIZE_MODES, binarize, dequantize, to_unit
+from flowvae.data.readers import CorruptFileError
 
 __all__ = [
     "BINARIZE_MODES",
     "DATASETS",
     "ENV_VAR",
     "SPLITS",
+    "CorruptFileError",
     "DatasetNotFoundError",
     "ImageDataset",
     "ImageFileDataset",

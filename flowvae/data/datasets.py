@@ -19,7 +19,13 @@ from torch.utils.data import Dataset
 
 from flowvae.data.pixels import BINARIZE_MODES
 from flowvae.data.pixels import binarize as binarize_pixels
-from flowvae.data.readers import find_file, read_amat, read_cifar_batches, read_idx
+from flowvae.data.readers import (
+    CorruptFileError,
+    find_file,
+    read_amat,
+    read_cifar_batches,
+    read_idx,
+)
 
 __all__ = [
     "DATASETS",
@@ -210,8 +216,13 @@ class ImageFileDataset(Dataset):
         import torchvision.transforms.functional as TF
         from PIL import Image
 
-        with Image.open(self.paths[index]) as image:
-            image = image.convert("RGB")
+        try:
+            with Image.open(self.paths[index]) as image:
+                image = image.convert("RGB")
+        except (OSError, SyntaxError, ValueError) as err:  # PIL's errors for a cut or bad file
+            if isinstance(err, FileNotFoundError):
+                raise
+            raise CorruptFileError(self.paths[index], f"{type(err).__name__}: {err}") from err
         if self.crop is not None:
             image = TF.center_crop(image, [self.crop, self.crop])
         image = TF.resize(image, [self.size, self.size], antialias=True)

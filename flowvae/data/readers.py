@@ -4,18 +4,26 @@ The readers are deliberately independent of torchvision's dataset classes: they 
 read-only (so a shared, write-protected copy works), accept gzip-compressed files where the
 format is commonly shipped compressed, and do not verify md5 sums (so a copy re-packed by hand,
 or a small synthetic folder in a test, loads as well).
+
+A file that cannot be read (truncated, not gzip although named ``.gz``, corrupted) is one
+:class:`CorruptFileError` line naming the file and the fix. The CIFAR-10 batches are pickles:
+they are read by :class:`CifarUnpickler`, which builds dicts, lists, strings, numbers and
+NumPy arrays only, so a planted object cannot run code.
 """
 
 from __future__ import annotations
 
 import gzip
+import io
 import os
 import pickle
-from typing import List, Optional, Sequence, Tuple
+import zlib
+from typing import Any, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-__all__ = ["find_file", "read_amat", "read_cifar_batches", "read_idx"]
+__all__ = ["CifarUnpickler", "CorruptFileError", "find_file", "read_amat", "read_cifar_batches",
+           "read_idx"]
 
 # Type codes of the IDX format (http://yann.lecun.com/exdb/mnist/); only unsigned bytes are used
 # by MNIST-like datasets, the others are listed so that a wrong file fails with a clear message.
@@ -27,10 +35,23 @@ _ASCII_SPACE, _ASCII_NEWLINE = ord(" "), ord("\n")
 _WHITESPACE = np.frombuffer(b" \t\r\n\v\f", dtype=np.uint8)
 
 
+class CorruptFileError(ValueError):
+    """A dataset file that cannot be read: one line naming the file, the cause and the fix."""
+
+    def __init__(self, path: str, reason: str):
+        super().__init__(f"{path} is truncated or corrupted ({' '.join(reason.split())}); "
+                         "delete it and load the dataset again with download=True, or copy an "
+                         "intact file there")
+        self.path = path
+
+
 def _read_bytes(path: str) -> bytes:
     opener = gzip.open if path.endswith(".gz") else open
-    with opener(path, "rb") as f:
-        return f.read()
+    try:
+        with opener(path, "rb") as f:
+            return f.read()
+    except (EOFError, zlib.error, gzip.BadGzipFile) as err:  # a cut or non-gzip ".gz"
+        raise CorruptFileError(path, f"{type(err).__name__}: {err}") from err
 
 
 def read_idx(path: str) -> np.ndarray:
@@ -49,19 +70,20 @@ def read_idx(path: str) -> np.ndarray:
     """
     raw = _read_bytes(path)
     if len(raw) < 4 or raw[0] != 0 or raw[1] != 0:
-        raise ValueError(f"{path} is not an IDX file: bad magic number {raw[:4]!r}")
+        raise CorruptFileError(path, f"not an IDX file: bad magic number {raw[:4]!r}")
     type_code, ndim = raw[2], raw[3]
     if type_code != _IDX_UBYTE:
         kind = _IDX_TYPES.get(type_code, f"unknown type 0x{type_code:02x}")
-        raise ValueError(f"{path} holds {kind} values; only unsigned-byte IDX files are images")
+        raise CorruptFileError(path, f"it holds {kind} values; only unsigned-byte IDX files "
+                                     "are images")
     header = 4 + 4 * ndim
+    if len(raw) < header:
+        raise CorruptFileError(path, f"{len(raw)} bytes, shorter than its {header}-byte header")
     shape = tuple(int(d) for d in np.frombuffer(raw, dtype=">u4", count=ndim, offset=4))
     data = np.frombuffer(raw, dtype=np.uint8, offset=header)
     if data.size != int(np.prod(shape)):
-        raise ValueError(
-            f"{path}: header announces shape {shape} ({int(np.prod(shape))} bytes) but the file "
-            f"holds {data.size} bytes after the header (truncated or corrupted copy?)"
-        )
+        raise CorruptFileError(path, f"its header announces shape {shape} "
+                                     f"({int(np.prod(shape))} bytes) but {data.size} bytes follow")
     # `np.frombuffer` over `bytes` is read-only; torch warns on (and must not write to) such arrays.
     return data.reshape(shape).copy()
 
@@ -85,7 +107,7 @@ def read_amat(path: str) -> np.ndarray:
     first_newline = data.find(b"\n")
     width = len(data[: first_newline if first_newline >= 0 else len(data)].split())
     if width == 0:
-        raise ValueError(f"{path}: no values in the first line")
+        raise CorruptFileError(path, "no values in the first line")
     n_rows = data.count(b"\n") + 1
     raw = np.frombuffer(data, dtype=np.uint8)
     # Fast path for the canonical layout "v v ... v\n" (one character and one separator per
@@ -107,19 +129,55 @@ def read_amat(path: str) -> np.ndarray:
     is_space = np.isin(other, _WHITESPACE)
     if not np.all(is_space):
         bad = bytes(other[~is_space][:10])
-        raise ValueError(f"{path}: expected only 0/1 values separated by spaces, found {bad!r}")
+        raise CorruptFileError(path, f"expected only 0/1 values separated by spaces, found "
+                                     f"{bad!r}")
     counts = [len(line.split()) for line in data.splitlines() if line.strip()]
     if any(count != width for count in counts):
         row = next(i for i, count in enumerate(counts) if count != width)
-        raise ValueError(
-            f"{path}: row {row} holds {counts[row]} values, the first row {width}; the file is "
-            "truncated or corrupted"
-        )
+        raise CorruptFileError(path, f"row {row} holds {counts[row]} values, the first row "
+                                     f"{width}")
     return (raw[is_digit] - _ASCII_ZERO).reshape(len(counts), width)
 
 
+class CifarUnpickler(pickle.Unpickler):
+    """The unpickler of CIFAR batches: besides dicts, lists, strings and numbers it builds NumPy
+    arrays and dtypes and nothing else, so a planted ``__reduce__`` (``os.system``, ...)
+    cannot run; such a global raises ``pickle.UnpicklingError`` naming it."""
+
+    #: the globals a CIFAR batch (NumPy 1.x or 2.x, pickled by Python 2 or 3) refers to; Python
+    #: 3's protocol 2 spells bytes as ``_codecs.encode(str, "latin1")`` (a codec, no import)
+    ALLOWED = {("numpy.core.multiarray", "_reconstruct"),
+               ("numpy._core.multiarray", "_reconstruct"), ("numpy", "ndarray"), ("numpy", "dtype"),
+               ("_codecs", "encode")}
+
+    def find_class(self, module: str, name: str) -> Any:
+        if (module, name) in self.ALLOWED:
+            return super().find_class(module, name)
+        raise pickle.UnpicklingError(f"it refers to {module}.{name}, which a CIFAR batch never "
+                                     "holds (a planted or foreign file)")
+
+
+def _read_cifar_batch(path: str) -> dict:
+    """One batch as a dict with a ``uint8`` ``data`` array (rows of ``3 * H * W``) and labels."""
+    try:
+        # The official batches were pickled by Python 2; latin1 maps its byte strings 1:1.
+        entry = CifarUnpickler(io.BytesIO(_read_bytes(path)), encoding="latin1").load()
+    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError,
+            IndexError, KeyError, MemoryError) as err:
+        raise CorruptFileError(path, f"{type(err).__name__}: {err}") from err
+    labels = entry.get("labels", entry.get("fine_labels")) if isinstance(entry, dict) else None
+    data = entry.get("data") if isinstance(entry, dict) else None
+    if not isinstance(data, np.ndarray) or data.dtype != np.uint8 or data.ndim != 2 \
+            or not isinstance(labels, list) or len(labels) != len(data) \
+            or not all(isinstance(label, int) for label in labels):
+        raise CorruptFileError(path, "not a CIFAR batch: expected a dict of a uint8 'data' "
+                                     "array (N, 3 * H * W) and N integer 'labels'")
+    return entry
+
+
 def read_cifar_batches(paths: Sequence[str]) -> Tuple[np.ndarray, np.ndarray]:
-    """Read CIFAR-10 python batches (``data_batch_1`` ... ``test_batch``) in the given order.
+    """Read CIFAR-10 python batches (``data_batch_1`` ... ``test_batch``) in the given order,
+    with :class:`CifarUnpickler`.
 
     Args:
         paths: pickled batch files, each a dict with ``data`` (``(n, 3 * H * W)`` uint8, channels
@@ -127,19 +185,22 @@ def read_cifar_batches(paths: Sequence[str]) -> Tuple[np.ndarray, np.ndarray]:
 
     Returns:
         ``(images, labels)``: ``uint8`` of shape ``(N, 3, H, W)`` and ``int64`` of shape ``(N,)``.
+
+    Raises:
+        CorruptFileError: a file that is truncated, corrupted, not a CIFAR batch, or refers
+            to any object but NumPy arrays (nothing in it runs).
     """
     images: List[np.ndarray] = []
     labels: List[np.ndarray] = []
     side: Optional[int] = None
     for path in paths:
-        with open(path, "rb") as f:
-            # The official batches were pickled by Python 2; latin1 maps its byte strings 1:1.
-            entry = pickle.load(f, encoding="latin1")
-        data = np.asarray(entry["data"], dtype=np.uint8)
+        entry = _read_cifar_batch(path)
+        data = entry["data"]
         pixels = data.shape[1] // 3
         batch_side = int(round(pixels**0.5))
         if batch_side * batch_side * 3 != data.shape[1] or (side and batch_side != side):
-            raise ValueError(f"{path}: rows of {data.shape[1]} values are not 3 x H x H images")
+            raise CorruptFileError(path, f"rows of {data.shape[1]} values are not 3 x H x H "
+                                         "images")
         side = batch_side
         images.append(data.reshape(-1, 3, side, side))
         labels.append(np.asarray(entry.get("labels", entry.get("fine_labels")), dtype=np.int64))
