@@ -147,6 +147,7 @@ class VAE(PyroModel):
         self.latent_shape = _latent_shape(latent_dim, network, guide_cls, likelihood_cls)
         for size in self.latent_shape:
             check_int(type(self).__name__, "latent_dim", size, minimum=1)
+        check_int(type(self).__name__, "hidden", hidden, minimum=1)
         self.beta = beta
         self.mmd_weight = mmd_weight
         self.q = guide_cls(latent_dim, **(guide_kwargs or {}))
