@@ -14,7 +14,7 @@ from torch.distributions.kl import kl_divergence, register_kl
 from torch.distributions.transforms import AffineTransform, ComposeTransform, SigmoidTransform
 from torch.distributions.utils import _standard_normal
 
-from flowvae.validation import check_finite
+from flowvae.validation import check_finite, check_floating
 
 __all__ = ["AR1Normal", "OpenInterval", "open_interval"]
 
@@ -164,6 +164,8 @@ class AR1Normal(TorchDistribution):
     ) -> None:
         if not isinstance(loc, torch.Tensor):
             loc = torch.as_tensor(loc, dtype=torch.get_default_dtype())
+        # loc's dtype is the distribution's: an integer loc would cast rho in (-1, 1) to 0
+        check_floating("AR1Normal", "loc", loc)
         if loc.dim() < 1:
             raise ValueError(
                 f"AR1Normal: expected loc of shape (*batch, d) with at least one dimension, "
