@@ -16,7 +16,7 @@ from torchvision.utils import make_grid
 LABEL_FONT_SIZE = 14
 """Pixel size of the labels that :func:`save_grid` writes beside and above a grid."""
 
-_CURVE_LABELS = {"nelbo": "-ELBO (nats per image)", "bpd": "bits/dim"}
+_CURVE_LABELS = {"nelbo": ("-ELBO", "nats per image"), "bpd": ("bits/dim", "bits/dim")}
 
 
 @torch.no_grad()
@@ -96,13 +96,15 @@ def _with_labels(grid: Image.Image, cell, pad: int, row_labels, column_labels,
 
 
 def plot_training_curve(metrics_csv: str, path: Optional[str] = None, *,
-                        metric: str = "nelbo", title: Optional[str] = None) -> str:
+                        metric: str = "nelbo", title: Optional[str] = None,
+                        train_label: Optional[str] = None) -> str:
     """Plot the train and test loss of a run against optimizer steps, from its ``metrics.csv``.
 
     ``metric`` is ``"nelbo"`` (the ``train_nelbo`` / ``test_nelbo`` columns that
     :func:`flowvae.train.fit` writes, nats per image) or ``"bpd"``; a run without a test set
     shows the train curve only; of a CSV that several fresh runs appended to, the newest run is
-    plotted. Writes a PNG to ``path`` (default: ``training_curve.png``
+    plotted. ``train_label`` names the training curve (default ``"train -ELBO"``); say what
+    was optimized, e.g. ``"training objective (free bits)"``. Writes a PNG to ``path`` (default: ``training_curve.png``
     beside the CSV) and returns the path. Needs matplotlib (``pip install "flowvae[examples]"``),
     which is imported only here.
     """
@@ -121,14 +123,16 @@ def plot_training_curve(metrics_csv: str, path: Optional[str] = None, *,
                                 "training_curve.png")
     figure = Figure(figsize=(6.4, 4.0), dpi=100, layout="constrained")
     axes = figure.subplots()
+    name, unit = _CURVE_LABELS.get(metric, (metric, metric))
+    labels = {"train": train_label or f"train {name}", "test": f"test {name}"}
     for split in ("train", "test"):
         points = [(int(r["step"]), float(r[f"{split}_{metric}"])) for r in rows
                   if r.get(f"{split}_{metric}") not in (None, "")]
         if points:
-            axes.plot(*zip(*points), marker="o", markersize=3, label=split)
+            axes.plot(*zip(*points), marker="o", markersize=3, label=labels[split])
     axes.xaxis.set_major_locator(MaxNLocator(integer=True))
     axes.set_xlabel("optimizer steps")
-    axes.set_ylabel(_CURVE_LABELS.get(metric, metric))
+    axes.set_ylabel(unit)
     axes.set_title(title or os.path.basename(os.path.dirname(os.path.abspath(metrics_csv))))
     axes.grid(alpha=0.3)
     axes.legend()
