@@ -2,7 +2,7 @@
 
 ``fit`` takes the data's declarations, as ``flowvae train`` does: a dataset object
 (:class:`flowvae.data.ImageDataset`) says how many grey ``levels`` its ``uint8`` images have
-(2 for ``binarized-mnist`` and ``binarize=``, 256 for 8-bit) and their shape; a model says which
+(2 for ``binarized-mnist`` and ``binarize=``, 256 for 8-bit); a model says which
 levels its ``preprocess`` takes (:attr:`flowvae.models.PyroModel.data_levels`). A mismatch
 would train on the wrong observations (8-bit binarization of {0, 1} images gives near-empty
 images), or end in "training diverged", so it is one clear error here. The options that need
@@ -12,7 +12,7 @@ torch to judge (the device) and the callbacks are checked here too; the others i
 
 from __future__ import annotations
 
-from typing import Any, Optional, Sequence
+from typing import Any, Sequence
 
 import torch
 
@@ -30,14 +30,14 @@ _PROTOCOL = ("model", "guide", "preprocess")
 def check_fit_inputs(module: Any, train_data: Any, test_data: Any, config: FitConfig,
                      callbacks: Sequence[Any] = ()) -> None:
     """Everything :func:`~flowvae.train.fit` can judge before it builds anything: the model
-    follows the protocol, the data's declared levels and shape are the model's, the device
-    is a device, the callbacks have the hooks.
+    follows the protocol, the data's declared levels are the model's, the device is a
+    device, the callbacks have the hooks.
 
     Raises:
         TypeError: ``module`` lacks a method of the model protocol, or a callback is a class
             or lacks a hook.
-        ValueError: the data's levels or image shape are not the model's, or the device is
-            not a torch device (or not available).
+        ValueError: the data's levels are not the model's, or the device is not a torch
+            device (or not available).
     """
     missing = [name for name in _PROTOCOL if not callable(getattr(module, name, None))]
     if missing:
@@ -52,8 +52,9 @@ def check_fit_inputs(module: Any, train_data: Any, test_data: Any, config: FitCo
 
 
 def check_data(module: Any, data: Any, name: str) -> None:
-    """The declarations of ``data`` (a dataset's ``levels`` and ``image_shape``, a tensor's
-    shape) against the model's ``data_levels`` and ``shape``."""
+    """The declared grey ``levels`` of ``data`` (a dataset object's) against the model's
+    ``data_levels``. (The images' dtype and shape are checked when ``fit`` reads them, by
+    the model's own ``preprocess`` on two of them, before step 1.)"""
     levels = getattr(data, "levels", None)
     wanted = getattr(module, "data_levels", 256)
     if levels is not None and int(levels) != int(wanted):
@@ -65,23 +66,11 @@ def check_data(module: Any, data: Any, name: str) -> None:
                "takes_data_levels (bernoulli, pixelcnn) or 8-bit data")
         raise ValueError(f"fit: {name} has {int(levels)} grey levels ({data!r}), but the {model}'s "
                          f"preprocess takes {int(wanted)}: {fix}")
-    shape = _image_shape(data)
-    expected = tuple(getattr(module, "shape", ()) or ())
-    if shape is not None and expected and tuple(shape) != expected:
-        raise ValueError(f"fit: {name} holds images of shape {tuple(shape)}, but the "
-                         f"{type(module).__name__} was built for {expected}")
 
 
 def _takes_levels(module: Any) -> bool:
     p_x = getattr(module, "p_x", None)
     return bool(getattr(p_x, "takes_data_levels", False))
-
-
-def _image_shape(data: Any) -> Optional[tuple]:
-    if isinstance(data, torch.Tensor):
-        return tuple(data.shape[1:]) if data.dim() == 4 else None
-    shape = getattr(data, "image_shape", None)
-    return tuple(shape) if shape is not None else None
 
 
 def check_device(device: Any) -> None:
