@@ -10,7 +10,7 @@ from torch import Size, Tensor
 from torch.distributions import Normal, constraints
 
 from flowvae.nn.init import data_init_modules
-from flowvae.validation import check_temperature
+from flowvae.validation import check_floating, check_temperature
 
 
 def cache_key(module, *tensors: Optional[Tensor]) -> Optional[Tuple]:
@@ -136,6 +136,7 @@ class FlowDistribution(TorchDistribution):
         event_shape = Size(event_shape)
         ndim = len(event_shape)
         for name, value in (("base_loc", base_loc), ("base_scale", base_scale)):
+            check_floating("FlowDistribution", name, value)  # a NumPy array is refused by name
             try:
                 torch.broadcast_shapes(value.shape[value.dim() - ndim :], event_shape)
             except RuntimeError:
