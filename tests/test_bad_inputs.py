@@ -5,6 +5,8 @@ received it, the argument, what was expected. A silent result or an error from i
 fails the test. Models, ``fit`` and the CLI keep their own lists beside their owners' tests.
 """
 
+import math
+
 import pyro
 import pytest
 import torch
@@ -418,3 +420,174 @@ MORE = [
 @pytest.mark.parametrize("fn,error,pattern", MORE, ids=[m[2][:40] for m in MORE])
 def test_distributions_and_logit_refuse_in_flowvaes_words(fn, error, pattern):
     _assert_flowvae_error(fn, error, pattern)
+
+
+# ---- what Pyro users feed a model: raw images, NumPy, unbatched images, fit's options (issue 28)
+
+def _raw(shape=(1, 8, 8), batch=4):
+    return torch.randint(0, 256, (batch, *shape), dtype=torch.uint8)
+
+
+def _models():
+    from flowvae.models import SRVAE, VAPNEV, FlowDensity
+
+    flow = dict(hidden_channels=4, num_blocks=1, num_checkerboard=1, num_channelwise=1,
+                num_final=1)
+    return {"VAPNEV": lambda: VAPNEV((1, 8, 8), latent_dim=2, hidden=4, flow_kwargs=flow),
+            "FlowDensity": lambda: FlowDensity((1, 8, 8), flow_kwargs=flow),
+            "SRVAE": lambda: SRVAE((1, 8, 8), latent_shape=(2, 2, 2), hidden=4, growth=4,
+                                   num_layers=1, num_mixtures=2,
+                                   flow_kwargs=dict(hidden_channels=4, num_blocks=1,
+                                                    num_scales=1))}
+
+
+def _iwae_of_raw_images():
+    from flowvae.infer import iwae_log_likelihood
+
+    vae = _tiny_vae()
+    return iwae_log_likelihood(vae.model, vae.guide, _raw(), num_samples=2)
+
+
+RAW = r"x: expected the observation that preprocess returns, got raw uint8 images; call " \
+      r"model.preprocess\(images\) first"
+
+ISSUE_28 = [
+    (lambda: _tiny_vae().model(_raw()), TypeError, "VAE.model: " + RAW),
+    (lambda: _tiny_vae().guide(_raw()), TypeError, "VAE.guide: " + RAW),
+    (lambda: _tiny_vae().reconstruct(_raw()), TypeError, "VAE.reconstruct: " + RAW),
+    (_iwae_of_raw_images, TypeError, "VAE.guide: " + RAW),
+    (lambda: _models()["VAPNEV"]().model(_raw()), TypeError, "VAPNEV.model: " + RAW),
+    (lambda: _models()["FlowDensity"]().model(_raw()), TypeError, "FlowDensity.model: " + RAW),
+    (lambda: _models()["SRVAE"]().guide(_raw()), TypeError, "SRVAE.guide: " + RAW),
+    (lambda: _vae()().model(_raw().numpy().astype("float32")), TypeError,
+     r"VAE.model: x: expected a torch.Tensor \(B, 1, 8, 8\), got numpy.ndarray"),
+    # one image without its batch dimension, once read as a batch of C = 3 images
+    (lambda: _vae()().__class__((3, 8, 8), latent_dim=2, hidden=8).model(
+        torch.rand(3, 8, 8).round()), ValueError,
+     r"VAE.model: x: expected a batch \(B, 3, 8, 8\), got shape \(3, 8, 8\), an image without "
+     r"its batch dimension; give x\[None\] for a batch of one"),
+    (lambda: _tiny_vae().guide(torch.rand(1, 8, 8)), ValueError,
+     r"VAE.guide: x: expected a batch \(B, 1, 8, 8\), got shape \(1, 8, 8\)"),
+    (lambda: _tiny_vae().preprocess(_raw()[0]), ValueError,
+     r"expected images of shape \(B, 1, 8, 8\), got \(1, 8, 8\)"),
+    (lambda: _tiny_vae().preprocess([[0, 1]]), TypeError,
+     r"VAE.preprocess: x: expected uint8 images \(B, C, H, W\) as a torch.Tensor or a NumPy "
+     r"array, got builtins.list"),
+    (lambda: __import__("flowvae.distributions.ar1", fromlist=["AR1Normal"]).AR1Normal(
+        torch.zeros(2, 5, dtype=torch.long), 1.0, 0.5), TypeError,
+     r"AR1Normal: loc: expected a floating-point tensor, got torch.int64"),
+    (_vae(hidden=0), ValueError, r"VAE: hidden: expected an integer >= 1, got 0"),
+    (lambda: FlowDistribution(ConditionalRealNVP((2,), hidden_features=8),
+                              __import__("numpy").zeros(2), torch.ones(2)), TypeError,
+     r"FlowDistribution: base_loc: expected a torch.Tensor, got <class 'numpy.ndarray'>"),
+    (lambda: FlowDistribution(ConditionalRealNVP((2,), hidden_features=8), torch.zeros(2),
+                              __import__("numpy").ones(2, dtype="float32")), TypeError,
+     r"FlowDistribution: base_scale: expected a torch.Tensor"),
+    (lambda: __import__("flowvae.infer", fromlist=["evaluate"]).evaluate(
+        _tiny_vae(), _raw().tolist()), TypeError,
+     r"evaluate: images: expected uint8 images \(N, C, H, W\) as a torch.Tensor or a NumPy "
+     r"array, got builtins.list"),
+    (_fit(seed=-1), ValueError, r"FitConfig: seed: expected an integer in \[0, 2\*\*31\), got -1"),
+    (_fit(seed=2**31), ValueError, r"FitConfig: seed: expected an integer in \[0, 2\*\*31\)"),
+    (_fit(seed=1.5), TypeError, r"FitConfig: seed: expected an integer, got 1.5"),
+    (_fit(device="gpu"), ValueError, r"FitConfig: device: 'gpu' is not a torch device; use "
+                                     r"'cpu', 'cuda'"),
+    (_fit(elbo=pyro.infer.Trace_ELBO), TypeError,
+     r"FitConfig: elbo: expected an ELBO object or one of \('trace', 'meanfield', 'jit'\), got "
+     r"the class Trace_ELBO; pass an instance: Trace_ELBO\(\.\.\.\)"),
+    (_fit(elbo=3), TypeError, r"FitConfig: elbo: expected one of .* or a Pyro ELBO object"),
+    (_fit(callbacks=[object()]), TypeError,
+     r"fit: callbacks\[0\]: a object lacks the hooks on_start, on_epoch_start, on_step, "
+     r"on_epoch, should_stop; derive it from flowvae.train.Callback"),
+    (_fit(callbacks=[__import__("flowvae.train", fromlist=["Callback"]).Callback]), TypeError,
+     r"fit: callbacks\[0\]: expected a callback object, got the class Callback"),
+    (_fit(callbacks=None), TypeError, r"fit: callbacks: expected a list of callbacks, got None"),
+]
+if not torch.cuda.is_available():
+    ISSUE_28.append((_fit(device="cuda"), ValueError,
+                     r"FitConfig: device: 'cuda' asked for, but CUDA is not available here"))
+
+
+@pytest.mark.parametrize("fn,error,pattern", ISSUE_28, ids=[c[2][:50] for c in ISSUE_28])
+def test_what_pyro_users_feed_a_model_ends_in_flowvaes_message(fn, error, pattern):
+    _assert_flowvae_error(fn, error, pattern)
+
+
+def _binary_dataset():
+    from flowvae.data import ImageDataset
+
+    torch.manual_seed(0)
+    return ImageDataset((torch.rand(16, 1, 8, 8) < 0.16).to(torch.uint8), levels=2)
+
+
+def test_fit_refuses_data_whose_levels_the_model_does_not_take_before_step_1():
+    """``fit(VAE(...), load_dataset("binarized-mnist"))`` trained on near-empty images."""
+    from flowvae.train import fit
+
+    data = _binary_dataset()
+    eight_bit = _tiny_vae()
+    # the silent wrong number it used to train on: 8-bit binarization of {0, 1} images
+    assert eight_bit.preprocess(data.images).mean() < data.images.float().mean() / 20
+    steps = []
+    hook = type("Count", (__import__("flowvae.train", fromlist=["Callback"]).Callback,),
+                {"on_step": lambda self, run, loss, batch: steps.append(loss)})()
+    with pytest.raises(ValueError, match=r"^fit: train_data has 2 grey levels .* but the VAE's "
+                                         r"preprocess takes 256: build the model for them: its "
+                                         r"likelihood's data_levels=2"):
+        fit(eight_bit, data, epochs=1, progress=False, callbacks=[hook])
+    assert steps == []
+    with pytest.raises(ValueError, match=r"^fit: test_data has 2 grey levels"):
+        fit(eight_bit, _raw(batch=8), data, epochs=1, progress=False)
+    flow = __import__("flowvae.models", fromlist=["FlowDensity"]).FlowDensity(
+        (1, 8, 8), flow_kwargs=dict(hidden_channels=4, num_blocks=1))
+    with pytest.raises(ValueError, match="this model's likelihood takes 8-bit images only"):
+        fit(flow, data, epochs=1, progress=False)
+    # the correct result: a model built for binary data observes the images as they are
+    binary = _vae(likelihood_kwargs=dict(data_levels=2))()
+    assert torch.equal(binary.preprocess(data.images), data.images.float())
+    history = fit(binary, data, epochs=1, batch_size=8, progress=False)
+    assert math.isfinite(history[-1]["train_nelbo"])
+
+
+def test_numpy_images_and_numbers_are_taken_as_their_tensors():
+    import numpy as np
+
+    from flowvae.infer import evaluate
+    from flowvae.train import FitConfig
+
+    raw = _raw(batch=6)
+    vae = _tiny_vae()
+    pyro.set_rng_seed(3)
+    from_tensor = vae.preprocess(raw)
+    pyro.set_rng_seed(3)
+    assert torch.equal(vae.preprocess(raw.numpy()), from_tensor)
+    pyro.set_rng_seed(4)
+    expected = evaluate(vae, raw, batch_size=3)
+    pyro.set_rng_seed(4)
+    assert evaluate(vae, raw.numpy(), batch_size=3) == expected
+    config = FitConfig(epochs=np.int64(3), lr=np.float32(1e-3), batch_size=np.int32(8),
+                       seed=np.uint16(5), clip_norm=np.float64(2.0))
+    assert (config.epochs, config.batch_size, config.seed) == (3, 8, 5)
+    assert config.lr == float(np.float32(1e-3)) and config.clip_norm == 2.0
+    assert all(type(getattr(config, k)) is int for k in ("epochs", "batch_size", "seed"))
+    assert type(config.lr) is float
+    with pytest.raises(ValueError, match="FitConfig: lr: expected a finite number > 0"):
+        FitConfig(lr=np.float32("nan"))
+
+
+def test_a_damaged_dataset_file_is_one_line_naming_it_and_the_fix(tmp_path):
+    from flowvae.data.readers import read_amat, read_idx
+
+    cut = tmp_path / "t10k-images-idx3-ubyte"
+    cut.write_bytes(b"\x00\x00\x08\x03" + (5).to_bytes(4, "big") + (28).to_bytes(4, "big")
+                    + (28).to_bytes(4, "big") + bytes(100))
+    plain = tmp_path / "t10k-labels-idx1-ubyte.gz"
+    plain.write_bytes(b"\x00\x00\x08\x01 not gzip")
+    amat = tmp_path / "binarized_mnist_test.amat"
+    amat.write_bytes(b"0 1 0\n1 1\n")
+    for read, path in ((read_idx, cut), (read_idx, plain), (read_amat, amat)):
+        with pytest.raises(ValueError) as info:
+            read(str(path))
+        message = str(info.value)
+        assert message.startswith(f"{path} is truncated or corrupted (") and "\n" not in message
+        assert "download=True" in message

@@ -6,6 +6,7 @@ import math
 import sys
 from typing import Callable, Dict, Optional, Sequence, Union
 
+import numpy as np
 import pyro
 import torch
 from pyro import poutine
@@ -133,6 +134,17 @@ def mutual_information(posterior: Callable, x: Tensor) -> Tensor:
 
 
 @torch.no_grad()
+def _as_image_tensor(images) -> Tensor:
+    """``images`` as a tensor: a NumPy array converted, anything else but a tensor refused."""
+    if isinstance(images, np.ndarray):
+        return torch.as_tensor(images)
+    if not isinstance(images, Tensor):
+        raise TypeError(f"evaluate: images: expected uint8 images (N, C, H, W) as a torch.Tensor "
+                        f"or a NumPy array, got {type(images).__module__}."
+                        f"{type(images).__qualname__}")
+    return images
+
+
 def evaluate(model, images: Tensor, batch_size: int = 500, iwae: int = 0, chunk_size: int = 100,
              device=None, progress: Optional[bool] = None) -> Dict[str, float]:
     """Everything flowvae reports about a trained model on ``uint8`` images ``(N, C, H, W)``:
@@ -145,8 +157,8 @@ def evaluate(model, images: Tensor, batch_size: int = 500, iwae: int = 0, chunk_
 
     Args:
         model: a flowvae model (``preprocess``, ``model``, ``guide``, ``shape``, ``discrete``).
-        images: ``uint8`` images ``(N, C, H, W)``, moved batch by batch to ``device``
-            (default: the model's).
+        images: ``uint8`` images ``(N, C, H, W)`` (a tensor or a NumPy array), moved batch by
+            batch to ``device`` (default: the model's).
         batch_size: images per batch (also the mutual-information estimate's ``M``).
         iwae: importance samples ``K`` (0: no IWAE bound), drawn ``chunk_size`` at a time.
         progress: a tqdm bar over the batches (``None``: when stderr is a terminal).
@@ -157,6 +169,7 @@ def evaluate(model, images: Tensor, batch_size: int = 500, iwae: int = 0, chunk_
         ``mutual_info_<site>`` (:func:`~flowvae.infer.summarize_latents`), ``num_images``; with
         ``iwae``: ``iwae_k``, ``iwae_log_px``, ``iwae_nll`` (nats) and ``iwae_bpd``.
     """
+    images = _as_image_tensor(images)
     device = device or next(model.parameters()).device
     batches, log_px = [], 0.0
     show = sys.stderr.isatty() if progress is None else progress
