@@ -1,7 +1,8 @@
 """Property-based tests (hypothesis) of the public transforms and the flow distribution.
 
-Hypothesis draws the architecture (transform kind, shape, mask, parity, context width, scales,
-ActNorm), the batch size, the dtype and the scale of the inputs (1e-6 to 1e4, zeros), and checks:
+Hypothesis draws the architecture (a family of ``tests/test_transforms.py``'s case table, and
+in it the shape, partition parity, conditioner, context width, scales, ActNorm), the batch size,
+the dtype and the scale of the inputs (1e-6 to 1e4, zeros), and checks:
 
 * ``inverse(forward(x)) == x`` and ``forward(inverse(v)) == v``, with log-dets that cancel;
 * the log-det against the autograd Jacobian (float64, at most 32 dimensions);
@@ -15,113 +16,41 @@ Tolerances are relative to the largest magnitude a computation handles, since a 
 shift grows with its input and float rounding is relative.
 """
 
-from dataclasses import dataclass
-from functools import partial
-from typing import Callable, Optional, Tuple
+from dataclasses import replace
+from math import prod
 
 import pyro
 import pytest
 import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from torch.autograd.functional import jacobian
+from test_transforms import CASES, built, inputs_for, jacobian_logdet
 
 from flowvae.distributions import FlowDistribution
-from flowvae.transforms import (
-    ConcatConditioner,
-    ConditionalAffineCoupling,
-    ConditionalRealNVP,
-    MLPConditioner,
-    MultiplicativeConditioner,
-)
 
 # derandomized: the same examples on every run, no example database written into the tree
 FAST = settings(max_examples=40, deadline=None, derandomize=True, database=None,
                 suppress_health_check=[HealthCheck.too_slow])
 DTYPES = {torch.float32: 2e-5, torch.float64: 1e-11}  # relative tolerance of a round trip
-
-
-@dataclass
-class Drawn:
-    name: str
-    build: Callable[[], torch.nn.Module]
-    shape: Tuple[int, ...]
-    context_features: Optional[int]
-
-
-def _mlp(ctx, i, o, size):
-    return MLPConditioner(i, o, context_features=ctx, hidden_features=8)
-
-
-def _conv(cls, ctx, i, o, size):
-    return cls(i, o, size, context_features=ctx, hidden_channels=4, num_blocks=1)
+#: the families of tests/test_transforms.py's case table that hypothesis explores
+FAMILIES = [case for case in CASES if case.space is not None]
 
 
 @st.composite
 def transforms(draw, max_dims: int = 32):
-    """A small public transform, described by its build function, shape and context width."""
+    """A small public transform: a line of the case table with the shape, options and context
+    width drawn from its family."""
+    case = draw(st.sampled_from(FAMILIES))
     ctx = draw(st.one_of(st.none(), st.integers(1, 3)))
-    kind = draw(st.sampled_from(["coupling-vector", "coupling-channel", "coupling-masked",
-                                 "coupling-squeezed", "realnvp-image", "realnvp-vector"]))
-    parity = draw(st.integers(0, 1))
-    cls = draw(st.sampled_from([MultiplicativeConditioner, ConcatConditioner]))
-    if kind == "coupling-vector":
-        shape = (draw(st.integers(2, 6)),)
-        build = partial(ConditionalAffineCoupling, shape, partial(_mlp, ctx), parity=parity)
-    elif kind in ("coupling-channel", "coupling-masked"):
-        shape = (draw(st.integers(2 if kind == "coupling-channel" else 1, 3)),
-                 draw(st.integers(1, 4)), draw(st.integers(1, 4)))
-        mask = "channel" if kind == "coupling-channel" else "checkerboard"
-        build = partial(ConditionalAffineCoupling, shape, partial(_conv, cls, ctx), mask=mask,
-                        parity=parity)
-    elif kind == "coupling-squeezed":
-        shape = (draw(st.integers(1, 2)), draw(st.sampled_from([2, 4])),
-                 draw(st.sampled_from([2, 4])))
-        build = partial(ConditionalAffineCoupling, shape, partial(_conv, cls, ctx),
-                        mask="checkerboard", parity=parity, checkerboard="squeezed")
-    elif kind == "realnvp-image":
-        scales = draw(st.integers(1, 2))
-        unit = 2 ** (scales - 1)
-        shape = (draw(st.integers(1, 2)), unit * draw(st.integers(1, 2)),
-                 unit * draw(st.integers(1, 2)))
-        build = partial(
-            ConditionalRealNVP, shape, ctx, num_scales=scales, num_checkerboard=2,
-            num_channelwise=draw(st.integers(0, 2)), num_final=2, hidden_channels=4,
-            num_blocks=1, conditioner=draw(st.sampled_from(["multiplicative", "concat"])),
-            checkerboard=draw(st.sampled_from(["masked", "squeezed"]))
-            if shape[1] % (2 * unit) == 0 and shape[2] % (2 * unit) == 0 else "masked",
-            actnorm=draw(st.booleans()),
-        )
-    else:
-        shape = (draw(st.integers(2, 6)),)
-        build = partial(ConditionalRealNVP, shape, ctx, num_couplings=draw(st.integers(1, 3)),
-                        hidden_features=8, actnorm=draw(st.booleans()))
-    numel = torch.Size(shape).numel()
-    if numel > max_dims:
-        shape, build = (4,), partial(ConditionalAffineCoupling, (4,), partial(_mlp, ctx))
-    return Drawn(kind, build, shape, ctx)
+    drawn = case.space(draw)
+    shape = drawn.pop("shape")
+    if prod(shape) > max_dims:
+        return replace(CASES[0], context_features=ctx)  # a (4,) coupling
+    return replace(case, shape=shape, context_features=ctx, options={**case.options, **drawn})
 
 
-def built(case: Drawn, dtype: torch.dtype, seed: int):
-    """The transform in ``dtype`` with data-dependent init done and its parameters moved off
-    their (identity) initialisation, in evaluation mode."""
-    torch.manual_seed(seed)
-    transform = case.build().to(dtype)
-    x = torch.randn(8, *case.shape, dtype=dtype)
-    ctx = None if case.context_features is None else torch.randn(8, case.context_features,
-                                                                  dtype=dtype)
-    transform(x, context=ctx)  # ActNorm initialises on its first training pass
-    with torch.no_grad():
-        for p in transform.parameters():
-            p.add_(0.3 * torch.randn_like(p))
-    return transform.eval()
-
-
-def inputs(case: Drawn, batch: int, dtype: torch.dtype, log10_scale: float):
-    x = torch.randn(batch, *case.shape, dtype=dtype) * 10.0 ** log10_scale
-    ctx = None if case.context_features is None else torch.randn(
-        batch, case.context_features, dtype=dtype)
-    return x, ctx
+def inputs(case, batch: int, dtype: torch.dtype, log10_scale: float):
+    return inputs_for(case, batch, dtype, 10.0 ** log10_scale)
 
 
 scales = st.one_of(st.floats(-6, 4), st.just(float("-inf")))  # -inf: an all-zero input
@@ -131,7 +60,7 @@ scales = st.one_of(st.floats(-6, 4), st.just(float("-inf")))  # -inf: an all-zer
 @given(case=transforms(), batch=st.integers(1, 4), dtype=st.sampled_from(list(DTYPES)),
        log10_scale=scales, seed=st.integers(0, 2**16))
 def test_inverse_undoes_forward(case, batch, dtype, log10_scale, seed):
-    transform = built(case, dtype, seed)
+    transform = built(case, dtype, seed, amount=0.3, init_batch=8)
     x, ctx = inputs(case, batch, dtype, log10_scale)
     with torch.no_grad():
         noise, logdet = transform(x, context=ctx)
@@ -149,29 +78,17 @@ def test_inverse_undoes_forward(case, batch, dtype, log10_scale, seed):
     assert torch.isfinite(logdet_v).all()
 
 
-def _jacobian_logdet(fn, x, ctx):
-    out = []
-    for i in range(x.shape[0]):
-        c = None if ctx is None else ctx[i : i + 1]
-
-        def flat(v, c=c):
-            return fn(v.view(1, *x.shape[1:]), context=c)[0].reshape(-1)
-
-        out.append(torch.linalg.slogdet(jacobian(flat, x[i].reshape(-1)))[1])
-    return torch.stack(out)
-
-
 @FAST
 @given(case=transforms(max_dims=16), batch=st.integers(1, 2),
        log10_scale=st.floats(-2, 2), seed=st.integers(0, 2**16))
 def test_logabsdet_is_the_log_abs_jacobian_determinant(case, batch, log10_scale, seed):
-    transform = built(case, torch.float64, seed)
+    transform = built(case, torch.float64, seed, amount=0.3, init_batch=8)
     x, ctx = inputs(case, batch, torch.float64, log10_scale)
     noise, logdet = transform(x, context=ctx)
-    expected = _jacobian_logdet(transform, x, ctx)
+    expected = jacobian_logdet(transform, x, ctx)
     assert torch.allclose(logdet, expected, atol=1e-8, rtol=1e-10)
     _, inv_logdet = transform.inverse(noise, context=ctx)
-    assert torch.allclose(inv_logdet, _jacobian_logdet(transform.inverse, noise, ctx),
+    assert torch.allclose(inv_logdet, jacobian_logdet(transform.inverse, noise, ctx),
                           atol=1e-8, rtol=1e-10)
 
 
@@ -181,7 +98,7 @@ SPECIAL = [float("nan"), float("inf"), -float("inf"), 1e30, -1e30, 0.0, -0.0, 1e
 
 
 @st.composite
-def arguments(draw, case: Drawn):
+def arguments(draw, case):
     """Inputs and context that are right most of the time and wrong in one or more ways."""
     batch = draw(st.integers(0, 3))
     shape = list(case.shape)
@@ -216,9 +133,9 @@ def arguments(draw, case: Drawn):
 @settings(FAST, max_examples=100)
 @given(data=st.data(), case=transforms(), direction=st.sampled_from(["forward", "inverse"]))
 def test_any_arguments_give_a_clear_error_or_a_finite_result(data, case, direction):
-    transform = built(case, torch.float32, 0)
+    transform = built(case, torch.float32, 0, amount=0.3, init_batch=8)
     x, ctx = data.draw(arguments(case))
-    name = type(transform).__name__
+    name = transform.entry_name  # ConditionalRealNVP for the flow it built
     try:
         y, logdet = getattr(transform, direction)(x, context=ctx)
     except (ValueError, TypeError) as err:
@@ -234,12 +151,12 @@ def test_any_arguments_give_a_clear_error_or_a_finite_result(data, case, directi
 def test_validation_switch_decides_whether_values_are_read(case, batch, bad, where):
     """With Pyro's validation off a NaN/inf passes (no value is read on the host); on, it is
     named."""
-    transform = built(case, torch.float32, 0)
+    transform = built(case, torch.float32, 0, amount=0.3, init_batch=8)
     x, ctx = inputs(case, batch, torch.float32, 0.0)
     if where == "context" and ctx is None:
         where = "inputs"
     (x if where == "inputs" else ctx).view(-1)[0] = bad
-    with pytest.raises(ValueError, match=rf"^{type(transform).__name__}.*{where}: expected "
+    with pytest.raises(ValueError, match=rf"^{transform.entry_name}.*{where}: expected "
                                          r"finite values, got"):
         transform(x, context=ctx)
     pyro.enable_validation(False)
@@ -258,7 +175,7 @@ def test_validation_switch_decides_whether_values_are_read(case, batch, bad, whe
        dtype=st.sampled_from(list(DTYPES)), seed=st.integers(0, 2**16))
 def test_flow_distribution_log_prob_is_the_change_of_variables(
         case, sample_shape, batch_shape, dtype, seed):
-    transform = built(case, dtype, seed)
+    transform = built(case, dtype, seed, amount=0.3, init_batch=8)
     batch_shape, sample_shape = torch.Size(batch_shape), torch.Size(sample_shape)
     event = torch.Size(case.shape)
     loc = torch.randn(batch_shape + event, dtype=dtype)

@@ -2,94 +2,186 @@
 
 import io
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from functools import partial
 from typing import Callable, Optional, Tuple
 
+import pyro
 import pytest
 import torch
+from hypothesis import strategies as st
 from torch.autograd.functional import jacobian
 
 from flowvae.transforms import (
+    PARTITIONS,
     ActNorm,
+    AffineCoupling,
+    CheckerboardMask,
     ConcatConditioner,
     ConditionalAffineCoupling,
     ConditionalRealNVP,
     LogitTransform,
     MLPConditioner,
     MultiplicativeConditioner,
+    MultiscaleRealNVP,
+    Partition,
+    VectorRealNVP,
     squeeze,
     unsqueeze,
 )
 
 
-def mlp(ctx):
-    return lambda i, o, size: MLPConditioner(i, o, context_features=ctx, hidden_features=8)
+def mlp(ctx, i, o, size):
+    return MLPConditioner(i, o, context_features=ctx, hidden_features=8)
 
 
-def conv(cls, ctx):
-    return lambda i, o, size: cls(i, o, size, context_features=ctx, hidden_channels=4,
-                                  num_blocks=1)
+def conv(cls, ctx, i, o, size):
+    return cls(i, o, size, context_features=ctx, hidden_channels=4, num_blocks=1)
+
+
+def coupling(shape, context_features, partition="channel", parity=0,
+             conditioner=MultiplicativeConditioner):
+    """A ConditionalAffineCoupling with an MLP (vectors) or a small conv conditioner."""
+    factory = (partial(mlp, context_features) if len(shape) == 1
+               else partial(conv, conditioner, context_features))
+    return ConditionalAffineCoupling(shape, factory, partition, parity=parity)
 
 
 @dataclass
 class Case:
+    """One line of the table of transforms that the generic checks here and the property tests
+    (``tests/test_properties.py``) share: ``make(shape, context_features, **options)`` builds
+    it; ``space(draw)``, where given, draws ``shape`` and options of the same family for
+    hypothesis (the property tests explore those families; the context is drawn there)."""
+
     name: str
-    build: Callable
+    make: Callable
     shape: Tuple[int, ...]
     context_features: Optional[int] = None
+    options: dict = field(default_factory=dict)
     unit_interval: bool = False  # inputs must lie in [0, 1]
     starts_as_identity: bool = True
+    space: Optional[Callable] = None
+
+    def build(self):
+        return self.make(self.shape, self.context_features, **self.options)
+
+
+def _parity_and_conditioner(draw) -> dict:
+    return dict(parity=draw(st.integers(0, 1)), conditioner=draw(st.sampled_from(
+        [MultiplicativeConditioner, ConcatConditioner])))
+
+
+def _vector_coupling_space(draw) -> dict:
+    return dict(shape=(draw(st.integers(2, 6)),), parity=draw(st.integers(0, 1)))
+
+
+def _image_coupling_space(smallest_channels: int):
+    def space(draw) -> dict:
+        shape = (draw(st.integers(smallest_channels, 3)), draw(st.integers(1, 4)),
+                 draw(st.integers(1, 4)))
+        return dict(shape=shape, **_parity_and_conditioner(draw))
+    return space
+
+
+def _squeezed_space(draw) -> dict:
+    shape = (draw(st.integers(1, 2)), draw(st.sampled_from([2, 4])), draw(st.sampled_from([2, 4])))
+    return dict(shape=shape, **_parity_and_conditioner(draw))
+
+
+def _image_flow_space(draw) -> dict:
+    scales = draw(st.integers(1, 2))
+    unit = 2 ** (scales - 1)
+    shape = (draw(st.integers(1, 2)), unit * draw(st.integers(1, 2)),
+             unit * draw(st.integers(1, 2)))
+    return dict(shape=shape, num_scales=scales, num_channelwise=draw(st.integers(0, 2)),
+                conditioner=draw(st.sampled_from(["multiplicative", "concat"])),
+                checkerboard=draw(st.sampled_from(["masked", "squeezed"]))
+                if shape[1] % (2 * unit) == 0 and shape[2] % (2 * unit) == 0 else "masked",
+                actnorm=draw(st.booleans()))
+
+
+def _vector_flow_space(draw) -> dict:
+    return dict(shape=(draw(st.integers(2, 6)),), num_couplings=draw(st.integers(1, 3)),
+                actnorm=draw(st.booleans()))
 
 
 SMALL = dict(hidden_channels=4, num_blocks=1, num_checkerboard=2, num_channelwise=2, num_final=2)
 CASES = [
-    Case("coupling-vector", lambda: ConditionalAffineCoupling((4,), mlp(3)), (4,), 3),
-    Case("coupling-vector-odd", lambda: ConditionalAffineCoupling((5,), mlp(None), parity=1),
-         (5,)),
-    Case("coupling-channel", lambda: ConditionalAffineCoupling(
-        (3, 4, 4), conv(MultiplicativeConditioner, 2), mask="channel", parity=1), (3, 4, 4), 2),
-    Case("coupling-masked-mult", lambda: ConditionalAffineCoupling(
-        (1, 4, 4), conv(MultiplicativeConditioner, 3), mask="checkerboard"), (1, 4, 4), 3),
-    Case("coupling-masked-concat", lambda: ConditionalAffineCoupling(
-        (2, 4, 4), conv(ConcatConditioner, 3), mask="checkerboard", parity=1), (2, 4, 4), 3),
-    Case("coupling-squeezed", lambda: ConditionalAffineCoupling(
-        (2, 4, 4), conv(MultiplicativeConditioner, 3), mask="checkerboard",
-        checkerboard="squeezed"), (2, 4, 4), 3),
-    Case("coupling-squeezed-uncond", lambda: ConditionalAffineCoupling(
-        (1, 4, 6), conv(ConcatConditioner, None), mask="checkerboard", parity=1,
-        checkerboard="squeezed"), (1, 4, 6)),
-    Case("realnvp-image-masked", lambda: ConditionalRealNVP((1, 4, 4), 3, **SMALL), (1, 4, 4), 3),
-    Case("realnvp-image-squeezed-concat", lambda: ConditionalRealNVP(
-        (2, 4, 4), 3, conditioner="concat", checkerboard="squeezed", **SMALL), (2, 4, 4), 3),
-    Case("realnvp-image-uncond-3scales", lambda: ConditionalRealNVP(
-        (1, 8, 4), None, num_scales=3, **SMALL), (1, 8, 4)),
-    Case("realnvp-image-actnorm", lambda: ConditionalRealNVP(
-        (1, 4, 4), 2, actnorm=True, **SMALL), (1, 4, 4), 2, starts_as_identity=False),
-    Case("realnvp-vector", lambda: ConditionalRealNVP((5,), 2, hidden_features=8), (5,), 2),
-    Case("realnvp-vector-actnorm", lambda: ConditionalRealNVP(
-        (4,), None, actnorm=True, hidden_features=8), (4,), starts_as_identity=False),
-    Case("actnorm-image", lambda: ActNorm(2), (2, 3, 3), starts_as_identity=False),
-    Case("actnorm-vector", lambda: ActNorm(3), (3,), starts_as_identity=False),
-    Case("logit", lambda: LogitTransform(0.05), (1, 3, 3), unit_interval=True,
+    Case("coupling-vector", coupling, (4,), 3, space=_vector_coupling_space),
+    Case("coupling-vector-odd", coupling, (5,), options=dict(parity=1)),
+    Case("coupling-channel", coupling, (3, 4, 4), 2, dict(parity=1),
+         space=_image_coupling_space(2)),
+    Case("coupling-masked-mult", coupling, (1, 4, 4), 3, dict(partition="masked"),
+         space=_image_coupling_space(1)),
+    Case("coupling-masked-concat", coupling, (2, 4, 4), 3,
+         dict(partition="masked", parity=1, conditioner=ConcatConditioner)),
+    Case("coupling-squeezed", coupling, (2, 4, 4), 3, dict(partition="squeezed"),
+         space=_squeezed_space),
+    Case("coupling-squeezed-uncond", coupling, (1, 4, 6), None,
+         dict(partition="squeezed", parity=1, conditioner=ConcatConditioner)),
+    Case("affine-coupling", lambda shape, ctx: AffineCoupling(
+        CheckerboardMask(shape, parity=1), conv(MultiplicativeConditioner, ctx, 1, 2, (4, 4))),
+        (1, 4, 4), 2),
+    Case("realnvp-image-masked", ConditionalRealNVP, (1, 4, 4), 3, SMALL,
+         space=_image_flow_space),
+    Case("realnvp-image-squeezed-concat", ConditionalRealNVP, (2, 4, 4), 3,
+         dict(SMALL, conditioner="concat", checkerboard="squeezed")),
+    Case("realnvp-image-uncond-3scales", ConditionalRealNVP, (1, 8, 4), None,
+         dict(SMALL, num_scales=3)),
+    Case("realnvp-image-actnorm", ConditionalRealNVP, (1, 4, 4), 2, dict(SMALL, actnorm=True),
+         starts_as_identity=False),
+    Case("realnvp-vector", ConditionalRealNVP, (5,), 2, dict(hidden_features=8),
+         space=_vector_flow_space),
+    Case("realnvp-vector-actnorm", ConditionalRealNVP, (4,), None,
+         dict(actnorm=True, hidden_features=8), starts_as_identity=False),
+    Case("multiscale-realnvp", MultiscaleRealNVP, (2, 4, 4), None, dict(SMALL, num_scales=1)),
+    Case("vector-realnvp", VectorRealNVP, (3,), 1, dict(hidden_features=8, num_couplings=3)),
+    Case("actnorm-image", lambda shape, ctx: ActNorm(shape[0]), (2, 3, 3),
+         starts_as_identity=False),
+    Case("actnorm-vector", lambda shape, ctx: ActNorm(shape[0]), (3,), starts_as_identity=False),
+    Case("logit", lambda shape, ctx: LogitTransform(0.05), (1, 3, 3), unit_interval=True,
          starts_as_identity=False),
 ]
 
 
-def inputs_for(case, batch, generator=None):
-    x = torch.rand(batch, *case.shape) if case.unit_interval else torch.randn(batch, *case.shape)
-    ctx = None if case.context_features is None else torch.randn(batch, case.context_features)
+def inputs_for(case, batch, dtype=None, scale=1.0):
+    """Inputs ``(batch, *shape)`` (in ``[0, 1]`` where the case needs it, else normal times
+    ``scale``) and a context, or None, in ``dtype`` (default: torch's default dtype)."""
+    x = (torch.rand(batch, *case.shape, dtype=dtype) if case.unit_interval
+         else torch.randn(batch, *case.shape, dtype=dtype) * scale)
+    ctx = None if case.context_features is None else torch.randn(batch, case.context_features,
+                                                                  dtype=dtype)
     return x, ctx
 
 
-def built(case):
-    """The transform with data-dependent init done and every parameter moved off its init."""
+def built(case, dtype=None, seed=None, amount=0.1, init_batch=16):
+    """The transform (in ``dtype``) with data-dependent init done and every parameter moved
+    off its init by ``amount`` times a normal draw, in evaluation mode."""
+    if seed is not None:
+        torch.manual_seed(seed)
     transform = case.build()
-    x, ctx = inputs_for(case, 16)
+    if dtype is not None:
+        transform = transform.to(dtype)
+    x, ctx = inputs_for(case, init_batch, dtype)
     transform(x, context=ctx)  # ActNorm initialises itself on the first training pass
     with torch.no_grad():
         for p in transform.parameters():
-            p.add_(0.1 * torch.randn_like(p))
+            p.add_(amount * torch.randn_like(p))
     return transform.eval()
+
+
+def jacobian_logdet(fn, x, ctx):
+    """log|det J| of fn at each sample, by autograd on the flattened single-sample map."""
+    out = []
+    for i in range(x.shape[0]):
+        c = None if ctx is None else ctx[i : i + 1]
+
+        def flat(v, c=c):
+            return fn(v.view(1, *x.shape[1:]), context=c)[0].reshape(-1)
+
+        out.append(torch.linalg.slogdet(jacobian(flat, x[i].reshape(-1)))[1])
+    return torch.stack(out)
 
 
 ids = [c.name for c in CASES]
@@ -116,28 +208,14 @@ def test_inverse_both_ways(case, batch, dtype, tol):
         torch.set_default_dtype(torch.float32)
 
 
-def _jacobian_logdet(fn, x, ctx):
-    """log|det J| of fn at each sample, by autograd on the flattened single-sample map."""
-    out = []
-    for i in range(x.shape[0]):
-        c = None if ctx is None else ctx[i : i + 1]
-
-        def flat(v, i=i, c=c):
-            return fn(v.view(1, *x.shape[1:]), context=c)[0].reshape(-1)
-
-        jac = jacobian(flat, x[i].reshape(-1))
-        out.append(torch.linalg.slogdet(jac)[1])
-    return torch.stack(out)
-
-
 @pytest.mark.parametrize("case", CASES, ids=ids)
 def test_logabsdet_matches_autograd_jacobian(case, float64):
     transform = built(case)
     x, ctx = inputs_for(case, 2)
     noise, logdet = transform(x, context=ctx)
-    assert torch.allclose(logdet, _jacobian_logdet(transform, x, ctx), atol=1e-8, rtol=0)
+    assert torch.allclose(logdet, jacobian_logdet(transform, x, ctx), atol=1e-8, rtol=0)
     _, inv_logdet = transform.inverse(noise, context=ctx)
-    expected = _jacobian_logdet(transform.inverse, noise, ctx)
+    expected = jacobian_logdet(transform.inverse, noise, ctx)
     assert torch.allclose(inv_logdet, expected, atol=1e-8, rtol=0)
 
 
@@ -206,10 +284,9 @@ def test_construction_rejects_unsqueezable_shapes():
     with pytest.raises(ValueError, match=r"divisible by .*\(1, 7, 8\)|\(1, 7, 8\).*divisible"):
         ConditionalRealNVP((1, 7, 8), num_scales=2)
     with pytest.raises(ValueError, match="even H and W"):
-        ConditionalAffineCoupling((1, 5, 4), conv(ConcatConditioner, None), mask="checkerboard",
-                                  checkerboard="squeezed")
+        coupling((1, 5, 4), None, "squeezed", conditioner=ConcatConditioner)
     with pytest.raises(ValueError, match="at least 2 channels"):
-        ConditionalAffineCoupling((1, 4, 4), conv(ConcatConditioner, None), mask="channel")
+        coupling((1, 4, 4), None, "channel", conditioner=ConcatConditioner)
 
 
 def test_squeeze_is_a_permutation_and_unsqueeze_inverts_it():
@@ -227,8 +304,7 @@ def test_masked_and_squeezed_checkerboards_change_the_same_pixels(parity):
     x = torch.randn(1, 2, 4, 6)
     changed = {}
     for kind in ("masked", "squeezed"):
-        layer = ConditionalAffineCoupling((2, 4, 6), conv(ConcatConditioner, None),
-                                          mask="checkerboard", parity=parity, checkerboard=kind)
+        layer = coupling((2, 4, 6), None, kind, parity, ConcatConditioner)
         with torch.no_grad():
             layer.conditioner.out.bias.fill_(0.5)  # a constant shift moves every changed pixel
         changed[kind] = layer(x)[0] != x
@@ -266,8 +342,8 @@ def test_bf16_networks_keep_the_inverse_and_logdet_exact(case):
     assert (transform.inverse(noise, context=ctx)[0] - x).abs().max() < 1e-5
     # one coupling's Jacobian is triangular: its determinant ignores the bfloat16 noise of the
     # off-diagonal block; a composition's numerical Jacobian mixes that noise in (~1e-3)
-    tol = 1e-4 if case.name.startswith("coupling") else 3e-3
-    assert torch.allclose(logdet, _jacobian_logdet(transform, x, ctx), atol=tol, rtol=0)
+    tol = 1e-4 if "coupling" in case.name else 3e-3
+    assert torch.allclose(logdet, jacobian_logdet(transform, x, ctx), atol=tol, rtol=0)
 
 
 # ------------------------------------------------------------- LogitTransform at saturation
@@ -349,3 +425,200 @@ def test_logit_flow_distribution_scores_every_sample_it_draws():
     log_p = d.log_prob(x)
     assert log_p.shape == (500,) and torch.isfinite(log_p).all()
     assert ((x == 1 / 0.9 - 0.05 / 0.9) | (x == -0.05 / 0.9)).any()  # some are saturated
+
+
+# ------------------------------------------------------------- the family: kinds and partitions
+IMAGE_ONLY = dict(num_scales=2, num_checkerboard=1, num_channelwise=1, num_final=1,
+                  hidden_channels=4, num_blocks=1, conditioner="concat", checkerboard="masked")
+VECTOR_ONLY = dict(num_couplings=2, hidden_features=4, num_layers=1)
+
+
+@pytest.mark.parametrize("shape,kind", [((1, 4, 4), MultiscaleRealNVP), ((3,), VectorRealNVP)])
+def test_conditional_realnvp_builds_the_kind_its_shape_asks_for(shape, kind):
+    """The same flow as the kind's own constructor at the same seed: same parameters, same
+    outputs; still a ConditionalRealNVP."""
+    options = IMAGE_ONLY if kind is MultiscaleRealNVP else VECTOR_ONLY
+    torch.manual_seed(0)
+    flow = ConditionalRealNVP(shape, 2, **options, actnorm=False)
+    torch.manual_seed(0)
+    direct = kind(shape, 2, **options)
+    assert type(flow) is kind and isinstance(flow, ConditionalRealNVP)
+    assert flow.entry_name == "ConditionalRealNVP" and direct.entry_name == kind.__name__
+    assert flow.state_dict().keys() == direct.state_dict().keys()
+    assert all(torch.equal(a, b) for a, b in zip(flow.state_dict().values(),
+                                                 direct.state_dict().values()))
+
+
+@pytest.mark.parametrize("shape,given,says", [
+    # the issue's example: vector options on an image shape were silently ignored
+    ((1, 8, 8), dict(hidden_features=3, num_layers=7, num_couplings=9),
+     r"shape \(1, 8, 8\) makes the image flow \(MultiscaleRealNVP\), which does not take "
+     r"hidden_features \(vector flow\), num_layers \(vector flow\), num_couplings \(vector "
+     r"flow\); its options: num_scales"),
+    ((4,), dict(conditioner="nonsense"),
+     r"shape \(4,\) makes the vector flow \(VectorRealNVP\), which does not take conditioner "
+     r"\(image flow\); its options: num_couplings"),
+    ((4,), dict(checkerboard="masked", num_scales=2, hidden_channels=4),
+     r"checkerboard \(image flow\), num_scales \(image flow\), hidden_channels \(image flow\)"),
+    ((1, 4, 4), dict(num_blocks=1, nonsense=3), r"the image flow .* nonsense \(unknown\)"),
+    ((4,), dict(hidden_features=4, mask="channel"), r"the vector flow .* mask \(unknown\)"),
+])
+def test_conditional_realnvp_refuses_options_of_the_other_kind_in_one_error(shape, given, says):
+    with pytest.raises(TypeError, match="^ConditionalRealNVP: .*" + says):
+        ConditionalRealNVP(shape, None, **given)
+
+
+@pytest.mark.parametrize("build,error,says", [
+    (lambda: ConditionalRealNVP((1, 4, 4), conditioner="nonsense"), ValueError,
+     r"ConditionalRealNVP: conditioner: expected one of \('multiplicative', 'concat'\), got "
+     r"'nonsense'"),
+    (lambda: ConditionalRealNVP((1, 4, 4), checkerboard="diagonal"), ValueError,
+     r"ConditionalRealNVP: checkerboard: expected one of \('masked', 'squeezed'\)"),
+    (lambda: ConditionalRealNVP((1, 4, 4), actnorm=1), TypeError,
+     r"ConditionalRealNVP: actnorm: expected a bool, got 1"),
+    (lambda: ConditionalRealNVP((4,), actnorm="yes"), TypeError,
+     r"ConditionalRealNVP: actnorm: expected a bool"),
+    (lambda: ConditionalRealNVP((4,), num_couplings=2.0), TypeError,
+     r"ConditionalRealNVP: num_couplings: expected an integer, got 2.0"),
+    (lambda: ConditionalRealNVP((1,), hidden_features=4), ValueError, r"needs D >= 2"),
+    (lambda: ConditionalRealNVP((1, 4, 4, 4)), ValueError,
+     r"ConditionalRealNVP: shape: expected \(C, H, W\) for an image flow or \(D,\)"),
+    (lambda: ConditionalRealNVP((1, 4, 4), 2, 2), TypeError,
+     r"ConditionalRealNVP: takes shape and context_features by position"),
+    (lambda: MultiscaleRealNVP((4,)), ValueError,
+     r"MultiscaleRealNVP: shape: the image flow takes \(C, H, W\), got \(4,\)"),
+    (lambda: VectorRealNVP((4,), conditioner="concat"), TypeError, r"unexpected keyword"),
+    (lambda: coupling((4,), None, "diagonal"), ValueError,
+     r"partition must be one of \('channel', 'masked', 'squeezed'\), got 'diagonal'"),
+])
+def test_bad_option_values_are_refused_on_both_branches(build, error, says):
+    with pytest.raises(error, match=says):
+        build()
+
+
+def test_conditional_realnvps_signature_is_the_table_of_defaults():
+    import inspect
+
+    from flowvae.choices import FLOW_OPTIONS
+
+    parameters = inspect.signature(ConditionalRealNVP).parameters
+    for kind, cls in (("vector", VectorRealNVP), ("image", MultiscaleRealNVP)):
+        own = inspect.signature(cls).parameters
+        for name, default in FLOW_OPTIONS[kind].items():
+            assert parameters[name].default == own[name].default == default, (kind, name)
+        assert set(own) == {"shape", "context_features", *FLOW_OPTIONS[kind]}
+
+
+@pytest.mark.parametrize("old,new", [
+    (dict(mask="channel"), "channel"),
+    (dict(mask="checkerboard"), "masked"),
+    (dict(mask="checkerboard", checkerboard="squeezed"), "squeezed"),
+    (dict(mask="channel", checkerboard="squeezed"), "channel"),  # as 0.3 read it
+])
+def test_the_old_mask_spelling_warns_and_builds_the_same_layer(old, new):
+    factory = partial(conv, ConcatConditioner, 2)
+    torch.manual_seed(0)
+    with pytest.warns(DeprecationWarning, match=f"use partition={new!r}"):
+        legacy = ConditionalAffineCoupling((2, 4, 4), factory, parity=1, **old)
+    torch.manual_seed(0)
+    current = ConditionalAffineCoupling((2, 4, 4), factory, new, parity=1)
+    assert type(legacy.partition) is type(current.partition)
+    x, ctx = torch.randn(3, 2, 4, 4), torch.randn(3, 2)
+    with torch.no_grad():
+        for layer in (legacy, current):
+            layer.conditioner.out.bias.fill_(0.3)
+    assert torch.equal(legacy(x, context=ctx)[0], current(x, context=ctx)[0])
+
+
+def test_parameter_names_are_flowvae_0_3s_and_its_state_dicts_load():
+    """Checkpoints of 0.3 load: the parameter names are unchanged (written out here for a
+    tiny vector flow), and a masked flow's state dict that still holds the checkerboard
+    masks (0.3 kept them there; now they are derived) loads strictly, to the same outputs."""
+    vector = ConditionalRealNVP((3,), 2, num_couplings=2, hidden_features=4, num_layers=1)
+    assert [name for name, _ in vector.named_parameters()] == [
+        f"flow._transforms.{i}.{name}" for i in (0, 1) for name in (
+            "scale", "conditioner.net.0.weight", "conditioner.net.0.bias",
+            "conditioner.net.2.weight", "conditioner.net.2.bias")]
+    flow = built(CASES[ids.index("realnvp-image-masked")])
+    legacy = dict(flow.state_dict())
+    masked = [name for name, m in flow.named_modules() if isinstance(m, AffineCoupling)
+              and isinstance(m.partition, CheckerboardMask)]
+    assert masked and not any("partition" in key for key in legacy)
+    for name in masked:  # the 0.3 layout: the mask beside the coupling's scale
+        legacy[f"{name}.kept_mask"] = flow.get_submodule(name).partition.kept_mask.clone()
+    fresh = CASES[ids.index("realnvp-image-masked")].build().eval()
+    fresh.load_state_dict(legacy)  # strict
+    x, ctx = inputs_for(CASES[ids.index("realnvp-image-masked")], 2)
+    assert torch.equal(fresh(x, context=ctx)[0], flow(x, context=ctx)[0])
+
+
+class EvenOddSplit(Partition):
+    """The docs' example of a new partition: even features stay, odd ones change."""
+
+    def __init__(self, shape, parity=0):
+        super().__init__(shape, parity)
+        (features,) = self.shape
+        self.in_channels = (features + 1 - parity) // 2
+        self.out_channels = 2 * (features - self.in_channels)
+        self.size, self.scale_shape = None, (features - self.in_channels,)
+
+    def split(self, x):
+        return x[:, self.parity :: 2], x[:, 1 - self.parity :: 2]
+
+    def merge(self, kept, changed):
+        pair = (kept, changed) if self.parity == 0 else (changed, kept)
+        merged = kept.new_empty(kept.shape[0], kept.shape[1] + changed.shape[1])
+        merged[:, 0::2], merged[:, 1::2] = pair
+        return merged
+
+
+@pytest.mark.parametrize("parity", [0, 1])
+def test_a_new_partition_is_one_class_and_one_table_entry(monkeypatch, parity, float64):
+    """Registered under a name, the partition is used by the builder as is, and the coupling
+    it makes is exact: inverse and log-det against the autograd Jacobian, and the kept
+    features pass unchanged."""
+    monkeypatch.setitem(PARTITIONS, "even-odd", EvenOddSplit)
+    layer = coupling((5,), 2, "even-odd", parity)
+    with torch.no_grad():
+        for p in layer.parameters():
+            p.add_(0.3 * torch.randn_like(p))
+    x, ctx = torch.randn(3, 5), torch.randn(3, 2)
+    y, logdet = layer(x, context=ctx)
+    assert torch.equal(y[:, parity::2], x[:, parity::2])
+    assert not torch.allclose(y[:, 1 - parity :: 2], x[:, 1 - parity :: 2])
+    assert torch.allclose(layer.inverse(y, context=ctx)[0], x, atol=1e-12)
+    assert torch.allclose(logdet, jacobian_logdet(layer, x, ctx), atol=1e-10)
+
+
+def test_a_flow_checks_its_arguments_once_not_in_every_layer(monkeypatch):
+    from flowvae.transforms.base import CheckedTransform
+
+    flow = built(CASES[ids.index("realnvp-image-actnorm")])
+    calls = []
+    original = CheckedTransform._check
+    monkeypatch.setattr(CheckedTransform, "_check",
+                        lambda self, *a: calls.append(self.entry_name) or original(self, *a))
+    x, ctx = inputs_for(CASES[ids.index("realnvp-image-actnorm")], 2)
+    noise, _ = flow(x, context=ctx)
+    flow.inverse(noise, context=ctx)
+    assert calls == ["ConditionalRealNVP", "ConditionalRealNVP"]
+    assert sum(isinstance(m, AffineCoupling) for m in flow.modules()) == 6  # not checked
+
+
+@pytest.mark.parametrize("name", ["realnvp-vector-actnorm", "realnvp-image-actnorm"])
+def test_a_flow_compiles_without_graph_breaks_with_validation_off(name):
+    """``torch._dynamo.explain`` of the forward and inverse pass of a flow (its ActNorm
+    initialised): one graph, no break, while Pyro's validation is off."""
+    case = CASES[ids.index(name)]
+    flow = built(case)
+    x, ctx = inputs_for(case, 2)
+    pyro.enable_validation(False)
+    try:
+        for fn in (flow, flow.inverse):
+            torch._dynamo.reset()
+            explained = torch._dynamo.explain(fn)(x, ctx)
+            assert explained.graph_break_count == 0, explained.break_reasons
+            assert explained.graph_count == 1
+    finally:
+        pyro.enable_validation(True)
+        torch._dynamo.reset()
