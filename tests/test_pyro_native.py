@@ -449,17 +449,22 @@ def _checkpoint_state(model):
 
 
 def _load_through(route, model, path):
-    from flowvae.train import load_model, read_checkpoint
+    from flowvae.train import fit, load_model, read_checkpoint
 
     if route == "load_param_store":
         return model.load_param_store(path)
     if route == "read_checkpoint":
         return read_checkpoint(str(path))
+    if route == "fit_resume":  # fit(resume=True) reads out_dir/checkpoint.pt
+        path.rename(path.parent / "checkpoint.pt")
+        raw = torch.randint(0, 256, (BATCH, *SHAPE), dtype=torch.uint8)
+        return fit(model, raw, epochs=2, batch_size=BATCH, out_dir=str(path.parent),
+                   resume=True, progress=False)
     return load_model(str(path))
 
 
 @pytest.mark.parametrize("route", ["load_param_store", "read_checkpoint", "load_model",
-                                   "checkpoint_payload"])
+                                   "checkpoint_payload", "fit_resume"])
 @pytest.mark.parametrize("key", list(NAMED))
 def test_a_planted_payload_never_runs_through_a_documented_loading_path(key, route, tmp_path):
     model = NAMED[key]("target")
@@ -467,10 +472,10 @@ def test_a_planted_payload_never_runs_through_a_documented_loading_path(key, rou
     if route == "load_param_store":
         model.save_param_store(path)
         _planted(path, torch.load(path, weights_only=True))
-    elif route == "checkpoint_payload":  # inside a checksummed envelope: the digest matches
+    elif route in ("checkpoint_payload", "fit_resume"):  # in a checksummed envelope
         write, state = _checkpoint_state(model)
         write(str(path), {**state, "extra": [_Payload(tmp_path / "pwned")]})
-        route = "load_model"
+        route = "load_model" if route == "checkpoint_payload" else route
     else:  # a flowvae 0.3 checkpoint, no envelope
         _planted(path, _checkpoint_state(model)[1])
     with pytest.raises(ValueError, match=r"holds a (posix|nt)\.system, which is not plain"):
