@@ -5,20 +5,26 @@
     flowvae sample runs/vae/checkpoint.pt --n 64 --temperature 0.8 -o samples.png
 
 Each subcommand freezes its flags into a config dataclass (:class:`TrainConfig`,
-:class:`EvaluateConfig`, :class:`SampleConfig`) and hands it to the library. ``train`` writes
-``run.json`` beside the checkpoint (dataset, padding, every flag) so that ``evaluate`` knows
-which data the model was trained on. Errors the user can fix (a missing checkpoint or dataset,
-a file that is not a checkpoint) end with exit status 2 and a message on stderr, not a traceback.
+:class:`EvaluateConfig`, :class:`SampleConfig`) and hands it to the library. ``train`` reads
+the model from its recipe (:data:`flowvae.recipes.RECIPES`: which model flags apply, the
+objective's defaults, how it is built) and the training options into a
+:class:`~flowvae.train.FitConfig`; it writes ``run.json`` beside the checkpoint (dataset,
+padding, every flag) so that ``evaluate`` knows which data the model was trained on.
+
+Every flag is checked before anything is written. Errors the user can fix (a bad flag value, a
+missing checkpoint or dataset, a file that is not a checkpoint, an output path that cannot be
+written) are one line on stderr and exit status 2, not a traceback.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import sys
 import time
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import flowvae
@@ -29,13 +35,19 @@ from flowvae.choices import (
     DEQUANTIZATIONS,
     FLOW_DEFAULTS,
     GUIDE_NAMES,
-    MODEL_DEFAULTS,
-    MODEL_NAMES,
     NETWORKS,
     PRIOR_NAMES,
     likelihood_names,
 )
-from flowvae.train.config import CHECKPOINT, ELBO_NAMES, OPTIMIZER_NAMES, PRECISIONS, FitConfig
+from flowvae.recipes import MODEL_FLAGS, RECIPES, ModelRecipe
+from flowvae.train.config import (
+    CHECKPOINT,
+    ELBO_NAMES,
+    OPTIMIZER_NAMES,
+    PRECISIONS,
+    SEED_LIMIT,
+    FitConfig,
+)
 from flowvae.train.rundir import RunDirectoryError, make_dir, prepare_out_dir, write_atomically
 
 # torch, Pyro and the models are imported inside the commands: `flowvae --help` needs none
@@ -44,12 +56,13 @@ PROG = "flowvae"
 RUN_FILE = "run.json"
 """Written by ``train`` beside the checkpoint: the dataset and padding the model was fit on."""
 
-_FLOW_FLAGS = {"flow_channels": "hidden_channels", "num_blocks": "num_blocks",
-               "checkerboard": "checkerboard"}
-"""CLI flag -> :class:`ConditionalRealNVP` argument, for the flow likelihood."""
-
-
 _FIT = FitConfig()  # the defaults the CLI shares with flowvae.train.fit
+#: the :class:`FitConfig` fields ``flowvae train`` offers as flags (``--time-limit`` in minutes)
+FIT_FLAGS = ("epochs", "batch_size", "lr", "optimizer", "clip_norm", "lr_decay", "elbo",
+             "num_particles", "compile", "precision", "time_limit", "max_steps_per_epoch",
+             "eval_images", "resume", "seed", "progress")
+#: the size flags: a recipe's ``sizes_note`` is printed when all are left at their defaults
+SIZE_FLAGS = ("latent_dim", "hidden", "hidden_channels", "num_blocks")
 
 
 class CommandError(Exception):
@@ -59,50 +72,49 @@ class CommandError(Exception):
 # ---------------------------------------------------------------------------- configs
 @dataclass(frozen=True)
 class TrainConfig:
-    """The flags of ``flowvae train``. ``None`` means "the model's own default".
+    """The flags of ``flowvae train``: the model flags (``None``: the model's own default;
+    the flow flags are the keys of :data:`flowvae.choices.FLOW_DEFAULTS`), the training
+    options as a :class:`~flowvae.train.FitConfig` (``fit``; its device, run folder and
+    objective are set by :meth:`fit_config`), the objective's shaping and the run folder.
 
     Example:
-        >>> TrainConfig(model="vapnev", dataset="digits").run_dir
-        'runs/vapnev-digits'
+        >>> TrainConfig(dataset="mnist").run_dir
+        'runs/vae-mnist'
     """
 
-    model: str = "vae"
+    model: str = next(iter(RECIPES))  # the first recipe
     dataset: str = "digits"
-    epochs: int = _FIT.epochs
-    batch_size: int = _FIT.batch_size
-    lr: float = _FIT.lr
     latent_dim: Optional[int] = None
     hidden: Optional[int] = None
     likelihood: Optional[str] = None
     network: Optional[str] = None
     guide: Optional[str] = None
     prior: Optional[str] = None
-    flow_channels: Optional[int] = None
+    hidden_channels: Optional[int] = None
     num_blocks: Optional[int] = None
     checkerboard: Optional[str] = None
     dequantization: Optional[str] = None
-    optimizer: str = _FIT.optimizer
-    clip_norm: Optional[float] = None
-    lr_decay: float = _FIT.lr_decay
-    elbo: str = _FIT.elbo
+    fit: FitConfig = field(default_factory=FitConfig)
     free_bits: Optional[float] = None
     free_bits_group: str = "dimension"
     kl_warmup: int = 0
-    particles: int = _FIT.num_particles
-    compile: bool = _FIT.compile
-    precision: str = _FIT.precision
-    time_limit: Optional[float] = None
-    max_steps_per_epoch: Optional[int] = None
-    eval_images: Optional[int] = None
     out: Optional[str] = None
-    resume: bool = _FIT.resume
     overwrite: bool = False
     device: Optional[str] = None
     data_dir: Optional[str] = None
     download: bool = True
-    seed: int = _FIT.seed
-    progress: Optional[bool] = None
     pad_to: Optional[int] = None
+
+    @property
+    def recipe(self) -> ModelRecipe:
+        """The model's recipe (:data:`flowvae.recipes.RECIPES`)."""
+        return RECIPES[self.model]
+
+    @property
+    def options(self) -> Dict[str, Any]:
+        """The model flags given (``None`` ones left out), by keyword name."""
+        return {name: getattr(self, name) for name in MODEL_FLAGS
+                if getattr(self, name) is not None}
 
     @property
     def run_dir(self) -> str:
@@ -110,40 +122,25 @@ class TrainConfig:
 
     @property
     def resolved_free_bits(self) -> float:
-        """``--free-bits``, else the model's default: 1 nat per dimension for VAPNEV, whose
-        latent collapses on the plain ELBO (docs/papers/vapnev.md), 0 for the others."""
-        if self.free_bits is not None:
-            return self.free_bits
-        return 1.0 if self.model == "vapnev" else 0.0
+        """``--free-bits``, else the recipe's default (:attr:`ModelRecipe.free_bits`)."""
+        return self.recipe.free_bits if self.free_bits is None else self.free_bits
 
     def objective(self):
         """``--elbo``'s name, or a :class:`~flowvae.infer.GeneralizedELBO` with free bits and
         KL warm-up when either is on (``--elbo meanfield``: with the closed-form KL)."""
         if not (self.resolved_free_bits or self.kl_warmup):
-            return self.elbo
+            return self.fit.elbo
         from flowvae.infer import GeneralizedELBO
 
+        particles = self.fit.num_particles
         return GeneralizedELBO(
             "elbo", free_bits=self.resolved_free_bits, free_bits_group=self.free_bits_group,
-            warmup_steps=self.kl_warmup, analytic_kl=self.elbo == "meanfield",
-            num_particles=self.particles, vectorize_particles=self.particles > 1,
-            max_plate_nesting=1)
+            warmup_steps=self.kl_warmup, analytic_kl=self.fit.elbo == "meanfield",
+            num_particles=particles, vectorize_particles=particles > 1, max_plate_nesting=1)
 
     def fit_config(self, device) -> FitConfig:
-        """The :class:`~flowvae.train.FitConfig` of these flags: the fields of the same name,
-        ``--particles``, ``--time-limit`` (minutes to seconds), the run folder, ``device``;
-        the ELBO is :meth:`objective`."""
-        same = {f.name: getattr(self, f.name) for f in fields(FitConfig)
-                if f.name in _SHARED_WITH_FIT}
-        same["elbo"] = self.objective()
-        minutes = self.time_limit
-        return FitConfig(**same, num_particles=self.particles, device=device,
-                         out_dir=self.run_dir, time_limit=None if minutes is None else 60 * minutes)
-
-
-_SHARED_WITH_FIT = ("epochs", "batch_size", "lr", "optimizer", "clip_norm", "lr_decay", "elbo",
-                    "resume", "seed", "progress", "max_steps_per_epoch", "compile", "precision",
-                    "eval_images")
+        """:attr:`fit` with the ``device``, the run folder and the ELBO of :meth:`objective`."""
+        return replace(self.fit, elbo=self.objective(), device=device, out_dir=self.run_dir)
 
 
 @dataclass(frozen=True)
@@ -188,6 +185,18 @@ class SampleConfig:
     seed: int = 0
 
 
+def _train_config(args: Dict[str, Any]) -> TrainConfig:
+    """The parsed ``train`` flags as a :class:`TrainConfig`: the :data:`FIT_FLAGS` into its
+    :class:`FitConfig` (``--time-limit`` minutes as seconds), checked there too."""
+    fit = {name: args.pop(name) for name in FIT_FLAGS}
+    if fit["time_limit"] is not None:
+        fit["time_limit"] = 60 * fit["time_limit"]
+    try:
+        return TrainConfig(**args, fit=FitConfig(**fit))
+    except (TypeError, ValueError) as err:
+        raise CommandError(_one_line(err)) from None
+
+
 # ---------------------------------------------------------------------------- argument types
 def _dataset_name(value: str) -> str:
     key = value.strip().lower().replace("_", "-")
@@ -197,7 +206,8 @@ def _dataset_name(value: str) -> str:
     return key
 
 
-def _int_at_least(low: int):
+def _int_in(low: int, high: Optional[int] = None):
+    """An integer ``>= low`` (and ``< high``, if given)."""
     def parse(value: str) -> int:
         try:
             number = int(value)
@@ -205,37 +215,52 @@ def _int_at_least(low: int):
             raise argparse.ArgumentTypeError(f"{value!r} is not an integer") from None
         if number < low:
             raise argparse.ArgumentTypeError(f"must be >= {low}, got {number}")
+        if high is not None and number >= high:
+            raise argparse.ArgumentTypeError(f"must be < {high}, got {number}")
         return number
 
     parse.__name__ = "int"  # argparse names the type in its error messages
     return parse
 
 
-def _positive_float(value: str) -> float:
-    try:
-        number = float(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{value!r} is not a number") from None
-    if not number > 0:
-        raise argparse.ArgumentTypeError(f"must be > 0, got {number}")
-    return number
+def _int_at_least(low: int):
+    return _int_in(low)
 
 
-def _non_negative_float(value: str) -> float:
-    try:
-        number = float(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{value!r} is not a number") from None
-    if not number >= 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {number}")
-    return number
+def _finite_float(positive: bool):
+    """A finite number ``> 0`` (``positive``) or ``>= 0``."""
+    def parse(value: str) -> float:
+        try:
+            number = float(value)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{value!r} is not a number") from None
+        if positive and not number > 0 or not number >= 0:
+            raise argparse.ArgumentTypeError(f"must be {'>' if positive else '>='} 0, got "
+                                             f"{number}")
+        if not math.isfinite(number):
+            raise argparse.ArgumentTypeError(f"must be a finite number, got {number}")
+        return number
+
+    parse.__name__ = "float"
+    return parse
+
+
+_positive_float, _non_negative_float = _finite_float(True), _finite_float(False)
+_seed = _int_in(0, SEED_LIMIT)
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse's parser whose usage errors are one line on stderr, exit status 2."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {' '.join(message.split())} (see --help)\n")
 
 
 # ---------------------------------------------------------------------------- parser
 def build_parser() -> argparse.ArgumentParser:
     """The ``flowvae`` argument parser with its three subcommands."""
-    parser = argparse.ArgumentParser(
-        prog=PROG, description="Train, evaluate and sample flowvae models (VAE, VAPNEV).",
+    parser = _Parser(
+        prog=PROG, description="Train, evaluate and sample the models of flowvae.recipes.",
         epilog=f"Run '{PROG} COMMAND --help' for the flags of a command.")
     parser.add_argument("--version", action="version", version=f"%(prog)s {flowvae.__version__}",
                         help="print the flowvae version and exit")
@@ -260,9 +285,10 @@ def _add_device_and_data(parser: argparse.ArgumentParser) -> None:
 def _add_train(commands) -> None:
     p = commands.add_parser(
         "train", help="train a model; writes checkpoint.pt, metrics.csv/.jsonl and run.json",
-        description="Train a VAE or VAPNEV on a Pyro ELBO (flowvae.train.fit). Writes "
-                    f"OUT/{CHECKPOINT} after every epoch, OUT/metrics.csv and OUT/metrics.jsonl, "
-                    f"and OUT/{RUN_FILE} (the dataset and flags) for 'flowvae evaluate'.")
+        description="Train a model of flowvae.recipes on a Pyro ELBO (flowvae.train.fit). "
+                    f"Writes OUT/{CHECKPOINT} after every epoch, OUT/metrics.csv and "
+                    f"OUT/metrics.jsonl, and OUT/{RUN_FILE} (the dataset and flags) for "
+                    "'flowvae evaluate'.")
     _add_model_flags(p.add_argument_group("model"))
     data = p.add_argument_group("data")
     data.add_argument("--dataset", type=_dataset_name, default=TrainConfig.dataset,
@@ -273,6 +299,7 @@ def _add_train(commands) -> None:
                            "multi-scale flow (default: no padding)")
     _add_device_and_data(data)
     _add_optimization_flags(p.add_argument_group("optimization"))
+    _add_objective_flags(p.add_argument_group("objective"))
     run = p.add_argument_group("output")
     run.add_argument("--out", default=None,
                      help="folder for checkpoint, metrics and run.json "
@@ -287,98 +314,132 @@ def _add_train(commands) -> None:
     run.add_argument("--no-progress", dest="progress", action="store_false", default=None,
                      help="no progress bar and no per-epoch lines, only the final table "
                           "(default: both when stderr is a terminal)")
-    p.set_defaults(handler=_train_command, config_class=TrainConfig)
+    p.set_defaults(handler=_train_command, config=_train_config)
+
+
+def _per_model(flag: str) -> str:
+    """``flag``'s default per model, from the recipes: "32 for a, 64 for b"."""
+    return ", ".join(f"{r.defaults[flag]} for {name}" for name, r in RECIPES.items()
+                     if flag in r.flags and flag in r.defaults)
+
+
+def _flag_name(flag: str) -> str:
+    """``--flag`` of a keyword name, with its older spelling if it has one."""
+    old = _OLD_FLOW_FLAGS.get(flag, ())
+    return f"--{flag.replace('_', '-')}" + (f" ({', '.join(old)})" if old else "")
+
+
+def _takers(flag: str) -> str:
+    return ", ".join(name for name, r in RECIPES.items() if flag in r.flags)
+
+
+_FLOW_HELP = {
+    "hidden_channels": "conditioner width at the first scale",
+    "num_blocks": "residual blocks per conditioner",
+    "checkerboard": "masked runs the conditioner at full resolution (RealNVP paper), "
+                    "squeezed at half resolution (cheaper)",
+}
+#: an older spelling of a flow flag, still accepted
+_OLD_FLOW_FLAGS = {"hidden_channels": ("--flow-channels",)}
 
 
 def _add_model_flags(model) -> None:
-    vae, vapnev = MODEL_DEFAULTS["vae"], MODEL_DEFAULTS["vapnev"]
-    model.add_argument("--model", choices=MODEL_NAMES, default=TrainConfig.model,
-                       help="vae: the generic VAE; vapnev: a VAE whose p(x|z) is a conditional "
-                            "RealNVP (default: %(default)s)")
+    model.add_argument("--model", choices=tuple(RECIPES), default=TrainConfig.model,
+                       help="; ".join(f"{n}: {r.summary}" for n, r in RECIPES.items())
+                            + " (default: %(default)s)")
     model.add_argument("--latent-dim", type=_int_at_least(1), default=None,
-                       help=f"size of the latent z (default: {vae['latent_dim']} for vae, "
-                            f"{vapnev['latent_dim']} for vapnev)")
+                       help=f"size of the latent z (default: {_per_model('latent_dim')})")
     model.add_argument("--hidden", type=_int_at_least(1), default=None,
                        help=f"encoder/decoder width: MLP units or base conv channels (default: "
-                            f"{vae['hidden']} for vae, {vapnev['hidden']} for vapnev)")
+                            f"{_per_model('hidden')})")
     model.add_argument("--likelihood", choices=likelihood_names(), default=None,
-                       help="vae only: p(x|z), one of flowvae.parts.LIKELIHOODS; bernoulli "
-                            "binarizes the pixels, flow is VAPNEV's, categorical a 256-way "
-                            f"softmax per pixel (default: {vae['likelihood']})")
+                       help=f"{_takers('likelihood')}: p(x|z), one of "
+                            "flowvae.parts.LIKELIHOODS; bernoulli binarizes the pixels, flow is "
+                            "a conditional RealNVP, categorical a 256-way softmax per pixel "
+                            f"(default: {_per_model('likelihood')})")
     model.add_argument("--network", choices=NETWORKS, default=None,
-                       help=f"vae only: encoder and decoder type (default: {vae['network']}; "
-                            "vapnev is always conv)")
+                       help=f"{_takers('network')}: encoder and decoder type (default: "
+                            f"{_per_model('network')})")
     model.add_argument("--guide", choices=GUIDE_NAMES, default=None,
                        help="q(z|x): diagonal normal, AR(1) normal, RealNVP, delta or planar "
-                            f"posterior (default: {vae['guide']})")
+                            f"posterior (default: {_per_model('guide')})")
     model.add_argument("--prior", choices=PRIOR_NAMES, default=None,
-                       help=f"p(z): standard normal or RealNVP prior (default: {vae['prior']})")
-    model.add_argument("--flow-channels", type=_int_at_least(1), default=None,
-                       help="a likelihood with a flow (vapnev, or vae --likelihood flow): "
-                            "conditioner width at the first scale (default: "
-                            f"{FLOW_DEFAULTS['hidden_channels']})")
-    model.add_argument("--num-blocks", type=_int_at_least(1), default=None,
-                       help="a likelihood with a flow: residual blocks per conditioner "
-                            f"(default: {FLOW_DEFAULTS['num_blocks']})")
-    model.add_argument("--checkerboard", choices=CHECKERBOARDS, default=None,
-                       help="a likelihood with a flow: masked runs the conditioner at full "
-                            "resolution (RealNVP paper), squeezed at half resolution (cheaper) "
-                            f"(default: {FLOW_DEFAULTS['checkerboard']})")
+                       help=f"p(z): standard normal or RealNVP prior (default: "
+                            f"{_per_model('prior')})")
+    for name, default in FLOW_DEFAULTS.items():  # the one table of flow defaults
+        flags = (f"--{name.replace('_', '-')}", *_OLD_FLOW_FLAGS.get(name, ()))
+        kind = dict(choices=CHECKERBOARDS) if name == "checkerboard" else dict(
+            type=_int_at_least(1))
+        model.add_argument(*flags, dest=name, default=None, **kind,
+                           help=f"a likelihood with a flow: {_FLOW_HELP[name]} "
+                                f"(default: {default})")
     model.add_argument("--dequantization", choices=DEQUANTIZATIONS, default=None,
-                       help="a density likelihood (vapnev, or vae --likelihood flow or "
-                            "gaussian): uniform noise, or a learned q(u|x) that tightens the "
-                            f"bound (default: {vapnev['dequantization']})")
+                       help="a density likelihood (flow or gaussian): uniform noise, or a "
+                            "learned q(u|x) that tightens the bound (default: "
+                            f"{_per_model('dequantization')})")
 
 
 def _add_optimization_flags(optim) -> None:
-    optim.add_argument("--epochs", type=_int_at_least(1), default=TrainConfig.epochs,
+    optim.add_argument("--epochs", type=_int_at_least(1), default=_FIT.epochs,
                        help="total epochs, counting those done before --resume "
                             "(default: %(default)s)")
-    optim.add_argument("--batch-size", type=_int_at_least(1), default=TrainConfig.batch_size,
+    optim.add_argument("--batch-size", type=_int_at_least(1), default=_FIT.batch_size,
                        help="images per optimizer step (default: %(default)s)")
-    optim.add_argument("--lr", type=_positive_float, default=TrainConfig.lr,
+    optim.add_argument("--lr", type=_positive_float, default=_FIT.lr,
                        help="learning rate (default: %(default)s)")
-    optim.add_argument("--optimizer", choices=OPTIMIZER_NAMES, default=TrainConfig.optimizer,
+    optim.add_argument("--optimizer", choices=OPTIMIZER_NAMES, default=_FIT.optimizer,
                        help="optimizer (default: %(default)s)")
-    optim.add_argument("--clip-norm", type=_positive_float, default=None,
+    optim.add_argument("--clip-norm", type=_positive_float, default=_FIT.clip_norm,
                        help="clip the gradients' global norm to this value "
                             "(default: no clipping)")
-    optim.add_argument("--lr-decay", type=_positive_float, default=TrainConfig.lr_decay,
+    optim.add_argument("--lr-decay", type=_positive_float, default=_FIT.lr_decay,
                        help="multiply the learning rate by this after every epoch "
                             "(default: %(default)s, constant)")
-    optim.add_argument("--elbo", choices=ELBO_NAMES, default=TrainConfig.elbo,
-                       help="trace: Monte-Carlo ELBO; meanfield: analytic KL where one exists; "
-                            "jit: Trace_ELBO compiled by torch.jit (default: %(default)s)")
-    optim.add_argument("--free-bits", type=_non_negative_float, default=None, metavar="NATS",
-                       help="free bits (Kingma et al. 2016): a latent group's KL below NATS per "
-                            "image is not penalised, against posterior collapse; 0: the plain "
-                            "ELBO (default: 1 for vapnev, whose latent collapses without, else 0)")
-    optim.add_argument("--free-bits-group", choices=("dimension", "site"),
-                       default=TrainConfig.free_bits_group,
-                       help="a free-bits group is one latent dimension or a whole latent site "
-                            "(default: %(default)s)")
-    optim.add_argument("--kl-warmup", type=_int_at_least(0), default=TrainConfig.kl_warmup,
-                       metavar="STEPS", help="raise the KL weight from 0 to 1 over this many "
-                                             "steps (Bowman et al. 2016; default: 0, none)")
-    optim.add_argument("--particles", type=_int_at_least(1), default=TrainConfig.particles,
+    optim.add_argument("--particles", dest="num_particles", type=_int_at_least(1),
+                       default=_FIT.num_particles,
                        help="vectorized ELBO particles per step (default: %(default)s)")
     optim.add_argument("--compile", action="store_true",
                        help="torch.compile the coupling networks (first steps are slower)")
-    optim.add_argument("--precision", choices=PRECISIONS, default=TrainConfig.precision,
+    optim.add_argument("--precision", choices=PRECISIONS, default=_FIT.precision,
                        help="bf16: coupling networks under bfloat16 autocast, log-determinants "
                             "and densities in float32 (default: %(default)s)")
     optim.add_argument("--time-limit", type=_positive_float, default=None, metavar="MINUTES",
                        help="stop after the first epoch that ends past this many minutes, "
                             "checkpoint written; --resume goes on (default: no limit)")
-    optim.add_argument("--max-steps-per-epoch", type=_int_at_least(1), default=None,
+    optim.add_argument("--max-steps-per-epoch", type=_int_at_least(1),
+                       default=_FIT.max_steps_per_epoch,
                        help="stop each epoch after this many steps (default: the whole "
                             "training set)")
-    optim.add_argument("--eval-images", type=_int_at_least(1), default=None, metavar="N",
-                       help="evaluate N test images after each epoch, evenly spaced over the "
-                            "test set (default: all)")
-    optim.add_argument("--seed", type=int, default=TrainConfig.seed,
-                       help="seed of the initialization, shuffling and sampling "
-                            "(default: %(default)s)")
+    optim.add_argument("--eval-images", type=_int_at_least(1), default=_FIT.eval_images,
+                       metavar="N", help="evaluate N test images after each epoch, evenly "
+                                         "spaced over the test set (default: all)")
+    optim.add_argument("--seed", type=_seed, default=_FIT.seed,
+                       help="seed of the initialization, shuffling and sampling, in "
+                            "[0, 2**31) (default: %(default)s)")
+
+
+def _per_model_free_bits() -> str:
+    return ", ".join(f"{r.free_bits:g} for {name}" for name, r in RECIPES.items())
+
+
+def _add_objective_flags(objective) -> None:
+    objective.add_argument("--elbo", choices=ELBO_NAMES, default=_FIT.elbo,
+                           help="trace: Monte-Carlo ELBO; meanfield: analytic KL where one "
+                                "exists; jit: Trace_ELBO compiled by torch.jit "
+                                "(default: %(default)s)")
+    objective.add_argument("--free-bits", type=_non_negative_float, default=None,
+                           metavar="NATS",
+                           help="free bits (Kingma et al. 2016): a latent group's KL below "
+                                "NATS per image is not penalised, against posterior collapse; "
+                                f"0: the plain ELBO (default: {_per_model_free_bits()})")
+    objective.add_argument("--free-bits-group", choices=("dimension", "site"),
+                           default=TrainConfig.free_bits_group,
+                           help="a free-bits group is one latent dimension or a whole latent "
+                                "site (default: %(default)s)")
+    objective.add_argument("--kl-warmup", type=_int_at_least(0),
+                           default=TrainConfig.kl_warmup, metavar="STEPS",
+                           help="raise the KL weight from 0 to 1 over this many steps (Bowman "
+                                "et al. 2016; default: 0, none)")
 
 
 def _add_evaluate(commands) -> None:
@@ -413,11 +474,11 @@ def _add_evaluate(commands) -> None:
     p.add_argument("--num-images", type=_int_at_least(1), default=None, metavar="N",
                    help="evaluate the first N images of the split (default: all)")
     _add_device_and_data(p)
-    p.add_argument("--seed", type=int, default=EvaluateConfig.seed,
+    p.add_argument("--seed", type=_seed, default=EvaluateConfig.seed,
                    help="seed of the Monte-Carlo estimates (default: %(default)s)")
     p.add_argument("--json", default=None, metavar="PATH",
                    help="also write the numbers to this JSON file")
-    p.set_defaults(handler=_evaluate_command, config_class=EvaluateConfig)
+    p.set_defaults(handler=_evaluate_command, config=lambda args: EvaluateConfig(**args))
 
 
 def _add_sample(commands) -> None:
@@ -435,28 +496,27 @@ def _add_sample(commands) -> None:
     p.add_argument("--nrow", type=_int_at_least(1), default=SampleConfig.nrow,
                    help="images per row of the grid (default: %(default)s)")
     p.add_argument("-o", "--output", default=SampleConfig.output, metavar="PNG",
-                   help="where to write the grid (default: %(default)s)")
+                   help="where to write the grid, a .png file (default: %(default)s)")
     p.add_argument("--device", default=None,
                    help="torch device (default: cuda when available, else cpu)")
-    p.add_argument("--seed", type=int, default=SampleConfig.seed,
+    p.add_argument("--seed", type=_seed, default=SampleConfig.seed,
                    help="seed of the samples (default: %(default)s)")
-    p.set_defaults(handler=_sample_command, config_class=SampleConfig)
+    p.set_defaults(handler=_sample_command, config=lambda args: SampleConfig(**args))
 
 
 # ---------------------------------------------------------------------------- entry point
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """Run the ``flowvae`` command line with ``argv`` (default: ``sys.argv[1:]``).
 
-    Returns 0 on success; raises ``SystemExit(2)`` on a usage error (after printing the message
-    on stderr) and ``SystemExit(1)`` when training diverges.
+    Returns 0 on success; raises ``SystemExit(2)`` on a usage error (after printing one line
+    on stderr, before anything is written) and ``SystemExit(1)`` when training diverges.
     """
     parser = build_parser()
     args = vars(parser.parse_args(argv))
-    handler, config_class = args.pop("handler"), args.pop("config_class")
+    handler, make_config = args.pop("handler"), args.pop("config")
     args.pop("command")
-    config = config_class(**args)
     try:
-        handler(config)
+        handler(make_config(args))
     except (CommandError, RunDirectoryError) as err:  # a RunDirectoryError says the fix
         print(f"{PROG}: error: {err}", file=sys.stderr)
         raise SystemExit(2) from None
@@ -474,77 +534,70 @@ def _training_diverged():
 
 # ---------------------------------------------------------------------------- train
 def build_model(config: TrainConfig, shape: Tuple[int, int, int], levels: int = 256):
-    """The model ``config`` describes, for images of ``shape`` ``(C, H, W)`` with ``levels``
-    grey levels (the dataset's ``levels``: 2 for binarized MNIST), which a likelihood that
-    declares ``takes_data_levels`` is given as ``data_levels``."""
-    from flowvae.models import VAE, VAPNEV
-
-    def given(**kwargs) -> Dict[str, Any]:
-        return {k: v for k, v in kwargs.items() if v is not None}
-
-    flow_kwargs = given(**{arg: getattr(config, flag) for flag, arg in _FLOW_FLAGS.items()})
-    common = given(latent_dim=config.latent_dim, hidden=config.hidden, guide=config.guide,
-                   prior=config.prior)
-    dequantization = given(dequantization=config.dequantization)
-    if config.model == "vapnev":
-        return VAPNEV(shape, flow_kwargs=flow_kwargs or None, **common, **dequantization)
-    likelihood = _likelihood_class(config)
-    likelihood_kwargs = dict(flow_kwargs if likelihood.flow_options else {}, **dequantization)
-    if likelihood.takes_data_levels and levels != 256:  # 8-bit: the likelihood's default
-        likelihood_kwargs["data_levels"] = levels
-    return VAE(shape, likelihood_kwargs=likelihood_kwargs or None, **common,
-               **given(likelihood=config.likelihood, network=config.network))
+    """The model ``config`` describes, built by its recipe, for images of ``shape``
+    ``(C, H, W)`` with ``levels`` grey levels (the dataset's ``levels``: 2 for binarized
+    MNIST), which a likelihood that declares ``takes_data_levels`` is given as
+    ``data_levels``."""
+    return config.recipe.build(config.options, shape, levels)
 
 
 def _likelihood_class(config: TrainConfig):
-    """The likelihood part ``config`` asks for (VAPNEV's is ``"flow"``)."""
+    """The likelihood part ``config`` asks for (fixed by some recipes)."""
     from flowvae.parts import LIKELIHOODS
 
-    if config.model == "vapnev":
-        return LIKELIHOODS["flow"]
-    return LIKELIHOODS[config.likelihood or MODEL_DEFAULTS["vae"]["likelihood"]]
+    return LIKELIHOODS[config.recipe.likelihood_name(config.options)]
 
 
 def _check_train_flags(config: TrainConfig) -> None:
-    """Refuse flags that do not apply to the model, reading what its likelihood declares."""
-    if (config.resolved_free_bits or config.kl_warmup) and config.elbo == "jit":
+    """Refuse flags that do not apply to the model, reading its recipe and what its likelihood
+    declares."""
+    if (config.resolved_free_bits or config.kl_warmup) and config.fit.elbo == "jit":
         raise CommandError("--free-bits and --kl-warmup train on flowvae's GeneralizedELBO: use "
                            "--elbo trace or meanfield, or --free-bits 0 for --elbo jit")
-    if config.model == "vapnev":
-        for flag in ("likelihood", "network"):
-            if getattr(config, flag) is not None:
-                raise CommandError(f"--{flag} applies to --model vae only (vapnev has a flow "
-                                   "likelihood and conv networks)")
+    recipe = config.recipe
+    for flag in config.options:
+        if flag not in recipe.flags:
+            raise CommandError(f"{_flag_name(flag)} applies to --model "
+                               f"{_takers(flag)} only ({recipe.refusal})")
     from flowvae.parts import LIKELIHOODS
 
     likelihood = _likelihood_class(config)
     if config.dequantization is not None and not likelihood.dequantizes:
         takers = [n for n, c in LIKELIHOODS.items() if c.dequantizes]
-        raise CommandError("--dequantization applies to a density likelihood only (--model "
-                           f"vapnev, or --model vae --likelihood {' or '.join(takers)})")
-    for flag, arg in _FLOW_FLAGS.items():
-        if getattr(config, flag) is not None and arg not in likelihood.flow_options:
-            takers = [n for n, c in LIKELIHOODS.items() if arg in c.flow_options]
-            raise CommandError(f"--{flag.replace('_', '-')} applies to a flow likelihood only "
-                               f"(--model vapnev, or --model vae --likelihood "
-                               f"{' or '.join(takers)})")
+        raise CommandError("--dequantization applies to a density likelihood only "
+                           f"(--likelihood {' or '.join(takers)})")
+    for flag in FLOW_DEFAULTS:
+        if getattr(config, flag) is not None and flag not in likelihood.flow_options:
+            takers = [n for n, c in LIKELIHOODS.items() if flag in c.flow_options]
+            raise CommandError(f"{_flag_name(flag)} applies to a flow likelihood only "
+                               f"(--likelihood {' or '.join(takers)})")
 
 
 def _check_out(config: TrainConfig, run_path: str) -> None:
     """The run folder's rule (:func:`flowvae.train.rundir.prepare_out_dir`), then a resumed
     run's dataset and padding against its ``run.json``."""
+    resume = config.fit.resume
     try:
-        resumable = prepare_out_dir(config.run_dir, config.resume, config.overwrite)
+        resumable = prepare_out_dir(config.run_dir, resume, config.overwrite)
     except ValueError as err:  # --resume with --overwrite
         raise CommandError(str(err)) from None
-    if config.resume and not resumable:
+    if resume and not resumable:
         raise CommandError(f"--resume: no {CHECKPOINT} in {config.run_dir}")
-    if config.resume and os.path.isfile(run_path):
+    if resume and os.path.isfile(run_path):
         before = _read_run(run_path)
         for key in ("dataset", "pad_to"):
             if before.get(key) != getattr(config, key):
                 raise CommandError(f"--resume: {run_path} records {key}={before.get(key)!r}, "
                                    f"not {getattr(config, key)!r}")
+
+
+def _objective_words(config: TrainConfig) -> str:
+    words = "the ELBO"
+    if config.resolved_free_bits:
+        words = f"free bits {config.resolved_free_bits:g} nats per {config.free_bits_group}"
+    if config.kl_warmup:
+        words += f", KL warm-up over {config.kl_warmup} steps"
+    return words
 
 
 def _train_command(config: TrainConfig) -> None:
@@ -562,68 +615,61 @@ def _train_command(config: TrainConfig) -> None:
     train = _load(config.dataset, "train", config.data_dir, config.download, config.pad_to)
     test = _load(config.dataset, "test", config.data_dir, config.download, config.pad_to)
     shape = tuple(train[0].shape)
-    pyro.set_rng_seed(config.seed)  # the initialization too, not only what fit seeds
+    pyro.set_rng_seed(config.fit.seed)  # the initialization too, not only what fit seeds
     model = build_model(config, shape, getattr(train, "levels", 256))
     params = sum(p.numel() for p in model.parameters())
-    objective = "the ELBO"
-    if config.resolved_free_bits:
-        objective = f"free bits {config.resolved_free_bits:g} nats per {config.free_bits_group}"
-    if config.kl_warmup:
-        objective += f", KL warm-up over {config.kl_warmup} steps"
     say(f"{type(model).__name__} on {config.dataset} {shape}: {params:,} parameters, "
-        f"device {device}, objective {objective}, writing to {out}")
-    if config.model == "vapnev" and all(getattr(config, flag) is None for flag in (
-            "latent_dim", "hidden", "flow_channels", "num_blocks")):
-        say("note: these are VAPNEV's library defaults (latent 64, hidden 32, flow width 64, "
-            "2 blocks); the main job examples/vapnev.py trains --latent-dim 16 --hidden 16 "
-            "--flow-channels 32 --num-blocks 1 (1.3M parameters)")
+        f"device {device}, objective {_objective_words(config)}, writing to {out}")
+    if config.recipe.sizes_note and all(getattr(config, f) is None for f in SIZE_FLAGS):
+        say(f"note: {config.recipe.sizes_note}")
     run = dict(resolved_run(config, model, device),
-               eval_images=min(config.eval_images or len(test), len(test)))
-    if not config.resume and rank == 0:  # a resumed run records them once fit accepted them
+               eval_images=min(config.fit.eval_images or len(test), len(test)))
+    if not config.fit.resume and rank == 0:  # a resumed run records them once fit accepted them
         os.makedirs(out, exist_ok=True)
         _write_json(run_path, run)
     started = time.time()
     try:
         history = fit(model, train, test, config.fit_config(device))
     except ValueError as err:  # --resume onto a checkpoint of another model or config
-        if not config.resume:
+        if not config.fit.resume:
             raise
         raise CommandError(f"--resume: {_one_line(err)}") from None
     if rank != 0:
         return
-    if config.resume:
+    if config.fit.resume:
         _write_json(run_path, run)
     _print_train_table(history[-1], time.time() - started)
     print("wrote", os.path.join(out, CHECKPOINT))
 
 
 def resolved_run(config: TrainConfig, model, device) -> Dict[str, Any]:
-    """What ``run.json`` records: every flag with the value used (a model default in place of
-    ``None``: the model's own recorded hyper-parameters), the run folder, the device, the
-    dataset root, the flowvae version, and the model's whole ``config``."""
+    """What ``run.json`` records: every flag with the value used (the training options as
+    :class:`~flowvae.train.FitConfig` holds them, ``time_limit`` in seconds; a model default
+    in place of ``None``: the model's own recorded hyper-parameters, else its recipe's or the
+    flow table's default), the run folder, the device, the dataset root, the flowvae version,
+    and the model's whole ``config``."""
     from flowvae.data import resolve_root
 
-    run = dict(asdict(config), out=config.run_dir, device=str(device),
-               data_dir=resolve_root(config.data_dir), flowvae_version=flowvae.__version__)
+    run = {k: v for k, v in asdict(config).items() if k != "fit"}
+    run.update({name: getattr(config.fit, name) for name in FIT_FLAGS})
+    run.update(out=config.run_dir, device=str(device), data_dir=resolve_root(config.data_dir),
+               flowvae_version=flowvae.__version__, free_bits=config.resolved_free_bits)
     if run["progress"] is None:
         run["progress"] = sys.stderr.isatty()
-    run["free_bits"] = config.resolved_free_bits
-    recorded, defaults = model.config, MODEL_DEFAULTS[config.model]
-    for flag in ("latent_dim", "hidden", "likelihood", "network", "guide", "prior",
-                 "dequantization"):
-        if run[flag] is None:  # the model's recorded value, else its class's default
+    recorded, defaults = model.config, config.recipe.defaults
+    for flag in ("latent_dim", "hidden", "network", "guide", "prior"):
+        if run[flag] is None:  # the model's recorded value, else its recipe's default
             run[flag] = recorded.get(flag, defaults.get(flag))
     likelihood = _likelihood_class(config)
-    if run["likelihood"] is None:
-        run["likelihood"] = likelihood.registered_name
+    run["likelihood"] = likelihood.registered_name
     if likelihood.flow_options:
         flow = recorded.get("flow_kwargs") or recorded.get("likelihood_kwargs") or {}
-        for flag, arg in _FLOW_FLAGS.items():
+        for flag, default in FLOW_DEFAULTS.items():
             if run[flag] is None:
-                run[flag] = flow.get(arg, FLOW_DEFAULTS[arg])
+                run[flag] = flow.get(flag, default)
     if likelihood.dequantizes and run["dequantization"] is None:
         run["dequantization"] = (recorded.get("likelihood_kwargs") or {}).get(
-            "dequantization", MODEL_DEFAULTS["vapnev"]["dequantization"])
+            "dequantization", defaults.get("dequantization", DEQUANTIZATIONS[0]))
     run["model_config"] = recorded
     return run
 
@@ -637,6 +683,7 @@ def _print_train_table(last: Dict[str, float], seconds: float) -> None:
                  ("test bits/dim", f"{last['test_bpd']:.3f}")]
     rows.append(("minutes", f"{seconds / 60:.1f}"))
     _print_table(rows)
+
 
 
 # ---------------------------------------------------------------------------- evaluate
@@ -714,13 +761,35 @@ def _sample_command(config: SampleConfig) -> None:
 
     from flowvae.infer import save_grid
 
+    _check_output(config.output)
     device = _device(config.device)
     path = _checkpoint_path(config.checkpoint)
     model = _load_model(path, device)
     pyro.set_rng_seed(config.seed)
     images = model.generate(config.n, temperature=config.temperature)
     title = f"{type(model).__name__}: {config.n} samples, temperature {config.temperature:g}"
-    print("wrote", save_grid(images, config.output, nrow=config.nrow, title=title))
+    try:
+        print("wrote", save_grid(images, config.output, nrow=config.nrow, title=title))
+    except (OSError, ValueError) as err:  # e.g. a read-only file system
+        raise CommandError(f"-o {config.output}: cannot write it: {_one_line(err)}") from None
+
+
+def _check_output(path: str) -> None:
+    """Refuse an output the grid cannot go to, before anything is computed or written: not a
+    ``.png`` name, a folder, or below a file or an unwritable folder."""
+    if os.path.isdir(path):
+        raise CommandError(f"-o {path} is a folder; give a file name ending in .png")
+    if not path.lower().endswith(".png"):
+        raise CommandError(f"-o {path}: the grid is a PNG image; give a file name ending in "
+                           ".png")
+    folder = os.path.dirname(os.path.abspath(path))
+    while not os.path.exists(folder):  # save_grid creates the missing folders
+        folder = os.path.dirname(folder)
+    if not os.path.isdir(folder):
+        raise CommandError(f"-o {path}: {folder} is a file, not a folder")
+    if not os.access(folder, os.W_OK) or (os.path.exists(path)
+                                           and not os.access(path, os.W_OK)):
+        raise CommandError(f"-o {path}: not writable; choose another path")
 
 
 # ---------------------------------------------------------------------------- helpers

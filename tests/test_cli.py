@@ -1,6 +1,7 @@
 """The ``flowvae`` command line, run in-process on tiny models and the bundled ``digits``."""
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -207,6 +208,9 @@ def test_the_cheap_choices_match_the_library():
     assert choices.DATASET_NAMES == tuple(DATASETS) and choices.DATA_ENV_VAR == ENV_VAR
     assert OPTIMIZER_NAMES == tuple(OPTIMIZERS) and ELBO_NAMES == tuple(ELBOS)
     assert PRECISIONS == ("float32", "bf16")
+    from flowvae.recipes import RECIPES
+
+    assert choices.MODEL_NAMES == tuple(RECIPES)
     for model, cls in (("vae", VAE), ("vapnev", VAPNEV)):
         parameters = inspect.signature(cls).parameters
         for name, value in choices.MODEL_DEFAULTS[model].items():
@@ -237,7 +241,7 @@ def test_run_json_records_the_values_used(tmp_path):
     out = tmp_path / "vapnev"
     assert main(["train", *TINY_VAPNEV, *COMMON, "--out", str(out)]) == 0
     run = json.loads((out / "run.json").read_text())
-    assert run["latent_dim"] == 2 and run["hidden"] == 4 and run["flow_channels"] == 4
+    assert run["latent_dim"] == 2 and run["hidden"] == 4 and run["hidden_channels"] == 4
     assert run["likelihood"] == "flow" and run["guide"] == "normal" and run["prior"] == "normal"
     assert run["checkerboard"] == "masked" and run["dequantization"] == "uniform"
     assert run["device"] == "cpu" and run["out"] == str(out) and run["progress"] is False
@@ -271,6 +275,7 @@ def test_train_with_the_categorical_likelihood_and_evaluate_prints_the_diagnosti
 def test_the_objective_flags_build_free_bits_and_kl_warmup(tmp_path, capsys):
     from flowvae.cli import TrainConfig
     from flowvae.infer import GeneralizedELBO
+    from flowvae.train import FitConfig
 
     assert TrainConfig(model="vae").objective() == "trace"
     assert TrainConfig(model="vapnev", free_bits=0.0).objective() == "trace"
@@ -278,7 +283,7 @@ def test_the_objective_flags_build_free_bits_and_kl_warmup(tmp_path, capsys):
     assert isinstance(vapnev, GeneralizedELBO)
     assert (vapnev.free_bits, vapnev.free_bits_group, vapnev.warmup_steps) == (1.0, "dimension", 0)
     warm = TrainConfig(model="vae", kl_warmup=50, free_bits_group="site",
-                       elbo="meanfield").objective()
+                       fit=FitConfig(elbo="meanfield")).objective()
     assert (warm.free_bits, warm.warmup_steps, warm.analytic_kl) == (0.0, 50, True)
     assert main(["train", *TINY_VAPNEV, *COMMON, "--kl-warmup", "7", "--out",
                  str(tmp_path)]) == 0
@@ -289,3 +294,122 @@ def test_the_objective_flags_build_free_bits_and_kl_warmup(tmp_path, capsys):
     code, err = exit_code(["train", *TINY_VAPNEV, *COMMON, "--elbo", "jit", "--out",
                            str(tmp_path / "jit")], capsys)
     assert code == 2 and "--free-bits 0 for --elbo jit" in err
+
+
+# ---------------------------------------------------------------------------- bad flag values
+def _one_line_error(argv, capsys):
+    """``main(argv)``'s exit status and its stderr, which must be one line."""
+    code, err = exit_code(argv, capsys)
+    assert err.count("\n") == 1 and err.startswith("flowvae"), err
+    return code, err
+
+
+@pytest.mark.parametrize("flags, says", [
+    (["--lr", "inf"], "--lr: must be a finite number, got inf"),
+    (["--lr", "nan"], "--lr: must be > 0, got nan"),
+    (["--clip-norm", "inf"], "--clip-norm: must be a finite number, got inf"),
+    (["--lr-decay", "inf"], "--lr-decay: must be a finite number"),
+    (["--time-limit", "inf"], "--time-limit: must be a finite number, got inf"),
+    (["--seed", "-1"], "--seed: must be >= 0, got -1"),
+    (["--seed", str(2**31)], "--seed: must be < 2147483648"),
+    (["--free-bits", "inf"], "--free-bits: must be a finite number, got inf"),
+    (["--free-bits", "-1"], "--free-bits: must be >= 0, got -1.0"),
+    (["--epochs", "two"], "--epochs: 'two' is not an integer"),
+    (["--model", "nonsense"], "--model: invalid choice"),
+])
+def test_train_refuses_a_bad_number_in_one_line_before_writing(tmp_path, capsys, flags, says):
+    out = tmp_path / "run"
+    code, err = _one_line_error(["train", *TINY_VAE, *COMMON, *flags, "--out", str(out)],
+                                capsys)
+    assert code == 2 and says in err
+    assert not out.exists()
+
+
+def test_the_corrected_rerun_into_the_same_out_trains(tmp_path, capsys):
+    out = tmp_path / "run"
+    code, _ = _one_line_error(["train", *TINY_VAE, *COMMON, "--lr", "inf", "--out", str(out)],
+                              capsys)
+    assert code == 2 and not out.exists()
+    assert main(["train", *TINY_VAE, *COMMON, "--out", str(out)]) == 0
+    assert (out / "checkpoint.pt").is_file()
+
+
+def _unwritable_outputs(tmp_path):
+    (tmp_path / "a-file").write_text("x")
+    (tmp_path / "a-folder").mkdir()
+    cases = [("x.txt", "give a file name ending in .png"),
+             ("a-folder", "is a folder"),
+             (os.path.join("a-file", "grid.png"), "is a file, not a folder")]
+    if os.path.isdir("/sys"):  # Linux: not writable, even for root
+        cases.append(("/sys/flowvae-grid.png", "cannot write it"))
+    return cases
+
+
+def test_sample_refuses_an_output_it_cannot_write_in_one_line(vae_run, tmp_path, capsys,
+                                                               monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    for output, says in _unwritable_outputs(tmp_path):
+        before = sorted(p.name for p in tmp_path.iterdir())
+        code, err = _one_line_error(["sample", str(vae_run), "--n", "2", "--device", "cpu",
+                                     "-o", output], capsys)
+        assert code == 2 and says in err, (output, err)
+        assert sorted(p.name for p in tmp_path.iterdir()) == before
+
+
+@pytest.mark.parametrize("flags, says", [
+    (["--temperature", "inf"], "--temperature: must be a finite number, got inf"),
+    (["--temperature", "0"], "--temperature: must be > 0"),
+    (["--seed", "-1"], "--seed: must be >= 0, got -1"),
+])
+def test_sample_refuses_a_bad_number_in_one_line(vae_run, tmp_path, capsys, flags, says):
+    output = tmp_path / "grid.png"
+    code, err = _one_line_error(["sample", str(vae_run), "-o", str(output), *flags], capsys)
+    assert code == 2 and says in err and not output.exists()
+
+
+def test_every_cli_error_is_one_line_from_a_real_process(tmp_path):
+    """As a user runs it: ``python -m flowvae``, stderr one line, status 2, nothing made."""
+    done = subprocess.run([sys.executable, "-m", "flowvae", "train", "--clip-norm", "inf",
+                           "--out", str(tmp_path / "run")], capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 2 and done.stderr.count("\n") == 1, done.stderr
+    assert "--clip-norm: must be a finite number" in done.stderr
+    assert not (tmp_path / "run").exists()
+
+
+# ---------------------------------------------------------------------------- model recipes
+def test_the_command_names_no_model():
+    """Every model-specific choice is in flowvae.recipes: cli.py holds no model's name."""
+    import inspect
+
+    import flowvae.cli
+    from flowvae.recipes import RECIPES
+
+    source = inspect.getsource(flowvae.cli).lower()
+    for name in RECIPES:
+        assert f'"{name}"' not in source and f"'{name}'" not in source, name
+    assert "vapnev" not in source
+
+
+def test_a_new_recipe_is_offered_and_trained(tmp_path, capsys, monkeypatch):
+    """A new model for the command is one entry of RECIPES: a flow density model here."""
+    from flowvae import recipes
+
+    def build(options, shape, levels):
+        from flowvae.models import FlowDensity
+
+        return FlowDensity(shape, flow_kwargs={k: options[k] for k in ("hidden_channels",
+                                                                       "num_blocks")})
+
+    monkeypatch.setitem(recipes.RECIPES, "density", recipes.ModelRecipe(
+        "density", "a RealNVP density", build, flags=("hidden_channels", "num_blocks"),
+        refusal="a density has no latent", likelihood="flow"))
+    out = tmp_path / "density"
+    flags = ["--model", "density", "--hidden-channels", "4", "--num-blocks", "1", "--epochs",
+             "1", "--max-steps-per-epoch", "2", "--eval-images", "20"]
+    assert main(["train", *flags, *COMMON, "--out", str(out)]) == 0
+    assert "FlowDensity on digits" in capsys.readouterr().out
+    assert json.loads((out / "run.json").read_text())["model"] == "density"
+    code, err = exit_code(["train", *flags, *COMMON, "--latent-dim", "2", "--out",
+                           str(tmp_path / "x")], capsys)
+    assert code == 2 and "--latent-dim applies to --model vae, vapnev only (a density" in err

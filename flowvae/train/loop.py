@@ -13,8 +13,8 @@ from torch import Tensor
 from flowvae.infer.evaluate import bits_per_dim, evaluate
 from flowvae.train.callbacks import Callback, default_callbacks
 from flowvae.train.config import FitConfig
-from flowvae.train.inputs import check_fit_inputs
 from flowvae.train.distributed import barrier, sum_over_processes
+from flowvae.train.inputs import check_fit_inputs
 from flowvae.train.run import TrainingRun, as_images
 from flowvae.train.step import TrainingDiverged, is_numerical_error, training_step
 
