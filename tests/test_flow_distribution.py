@@ -214,3 +214,32 @@ def test_conditional_bridge_matches_flow_distribution(float64):
     x = torch.randn(5, 3)
     assert torch.allclose(pyro_dist.log_prob(x), ours.log_prob(x))
     assert set(module.parameters()) == set(flow.parameters())
+
+
+def test_log_prob_checks_a_value_once_at_the_flows_entry(monkeypatch):
+    """The flow checks the values it is given (one host read), so log_prob adds no support
+    check of its own; shapes are still checked here, in FlowDistribution's words."""
+    flow = vector_flow(2)
+    d = FlowDistribution(flow, torch.zeros(3), torch.ones(3), torch.randn(4, 2))
+    reads = []
+    original = torch.Tensor.__bool__
+    monkeypatch.setattr(torch.Tensor, "__bool__", lambda t: reads.append(1) or original(t))
+    d.log_prob(torch.randn(4, 3))
+    assert len(reads) == 1
+    monkeypatch.undo()
+    with pytest.raises(ValueError, match=r"^ConditionalRealNVP.forward: inputs: expected finite"):
+        d.log_prob(torch.tensor([[0.0, float("nan"), 0.0]] * 4))
+    with pytest.raises(ValueError, match=r"^FlowDistribution.log_prob: value: expected shape "
+                                         r"\(\.\.\., 3\), got \(4, 2\)"):
+        d.log_prob(torch.randn(4, 2))
+    with pytest.raises(ValueError, match=r"does not broadcast with the batch shape \(4,\)"):
+        d.log_prob(torch.randn(3, 3))
+
+
+def test_log_prob_of_any_other_transform_keeps_pyros_support_check():
+    from nflows.transforms import CompositeTransform
+
+    d = FlowDistribution(CompositeTransform([vector_flow()]), torch.zeros(3), torch.ones(3),
+                         event_shape=(3,))
+    with pytest.raises(ValueError, match="support"):
+        d.log_prob(torch.tensor([0.0, float("nan"), 0.0]))

@@ -10,6 +10,7 @@ from torch import Size, Tensor
 from torch.distributions import Normal, constraints
 
 from flowvae.nn.init import data_init_modules
+from flowvae.transforms.base import CheckedTransform
 from flowvae.validation import check_floating, check_temperature
 
 
@@ -88,6 +89,12 @@ class FlowDistribution(TorchDistribution):
     data -> noise direction), ``rsample`` first runs the transform forward on a draw, without
     gradients, so that a flow that is only sampled (a guide) is initialised before its first
     sample is used, and later ``log_prob`` calls do not change it.
+
+    Validation (while Pyro's is on): the base parameters are checked when the distribution is
+    made (``arg_constraints``), and a value to score by ``log_prob``: its shape here, its
+    values once, by the transform's own entry check when the transform is a
+    :class:`~flowvae.transforms.base.CheckedTransform` (ConditionalRealNVP: a ValueError
+    naming it), else by Pyro's support check.
 
     Note: the transform runs inside ``log_prob``, after Pyro has traced the model, so its
     parameters appear as ``param`` sites only when they are read inside a ``PyroModule``
@@ -190,7 +197,9 @@ class FlowDistribution(TorchDistribution):
         )
 
     def _base_log_prob(self, noise: Tensor) -> Tensor:
-        log_prob = Normal(self.base_loc, self.base_scale).log_prob(noise)
+        # checked already: the parameters when this distribution was made, the noise by the
+        # transform (or computed from those parameters); no second host read of either
+        log_prob = Normal(self.base_loc, self.base_scale, validate_args=False).log_prob(noise)
         return log_prob.flatten(log_prob.dim() - len(self.event_shape)).sum(-1)
 
     def _cache_key(self, value: Tensor) -> Optional[Tuple]:
@@ -202,9 +211,29 @@ class FlowDistribution(TorchDistribution):
                 and cache[1] == self._cache_key(value):
             return cache[2]
         if self._validate_args:
-            self._validate_sample(value)
+            self._validate_value(value)
         noise, logabsdet = apply_flat(self.transform, value, self.context, len(self.event_shape))
         return self._base_log_prob(noise) + logabsdet
+
+    def _validate_value(self, value: Tensor) -> None:
+        """Pyro's check of a value to score; for a transform that checks its own entry (a
+        :class:`~flowvae.transforms.base.CheckedTransform`, e.g. ConditionalRealNVP), only the
+        shapes here: its values are read once, by the transform."""
+        if not isinstance(self.transform, CheckedTransform):
+            self._validate_sample(value)
+            return
+        ndim = len(self.event_shape)
+        if not isinstance(value, Tensor) or tuple(value.shape[value.dim() - ndim:]) != tuple(
+                self.event_shape):
+            got = tuple(value.shape) if isinstance(value, Tensor) else type(value)
+            raise ValueError(f"FlowDistribution.log_prob: value: expected shape (..., "
+                             f"{', '.join(map(str, self.event_shape))}), got {got}")
+        try:
+            torch.broadcast_shapes(value.shape[: value.dim() - ndim], self.batch_shape)
+        except RuntimeError:
+            raise ValueError(f"FlowDistribution.log_prob: value: shape {tuple(value.shape)} "
+                             f"does not broadcast with the batch shape "
+                             f"{tuple(self.batch_shape)}") from None
 
     def rsample(self, sample_shape=()) -> Tensor:
         shape = self._extended_shape(sample_shape)

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from typing import Sequence
 
+from flowvae.choices import FLOW_OPTIONS
 from flowvae.models._deprecated import moved
 from flowvae.models.vae import VAE
 
@@ -37,7 +38,7 @@ def posterior_flow_vae(
     network: str = "mlp",
     likelihood: str = "bernoulli",
     context_features: int = 32,
-    flow_hidden: int = 128,
+    flow_hidden: int = FLOW_OPTIONS["vector"]["hidden_features"],
     **vae_kwargs,
 ):
     """The rNVP report's VAE with a ``kind`` posterior: ``"realnvp"`` (``steps`` RealNVP steps,

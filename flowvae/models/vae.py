@@ -99,7 +99,8 @@ class VAE(PyroModel):
             compiles it in).
         mmd_weight: InfoVAE's ``lambda``, the weight of the per-data-point squared MMD
             between the aggregate posterior and the prior (vector latents; default 0: none).
-        guide_kwargs, prior_kwargs, likelihood_kwargs: passed to the parts.
+        guide_kwargs, prior_kwargs, likelihood_kwargs: passed to the parts unchanged (a
+            likelihood that ``needs_context`` gets ``context_features=latent_dim`` from here).
         name: prefix of the parameters' names in Pyro's param store (:class:`PyroModel`).
 
     Example:
@@ -152,10 +153,9 @@ class VAE(PyroModel):
         self.mmd_weight = mmd_weight
         self.q = guide_cls(latent_dim, **(guide_kwargs or {}))
         self.p_z = prior_cls(self.latent_shape, **(prior_kwargs or {}))
-        lik_kwargs = dict(likelihood_kwargs or {})
-        if likelihood_cls.needs_context:  # z conditions the likelihood's own network
-            lik_kwargs.setdefault("context_features", latent_dim)
-        self.p_x = likelihood_cls(self.shape, **lik_kwargs)
+        # z conditions the likelihood's own network: its width is set here, and only here
+        context = {"context_features": latent_dim} if likelihood_cls.needs_context else {}
+        self.p_x = likelihood_cls(self.shape, **context, **(likelihood_kwargs or {}))
         self.encoder, self.decoder = _networks(network, self.shape, self.latent_shape,
                                                self.q.num_params, self.p_x.out_channels,
                                                hidden, network_kwargs or {})

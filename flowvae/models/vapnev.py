@@ -35,7 +35,8 @@ class VAPNEV(VAE):
         latent_dim: size of ``z`` (paper: 256).
         hidden: base channels of the encoder and decoder (paper: 32).
         flow_kwargs: :class:`ConditionalRealNVP` arguments (``num_scales``,
-            ``hidden_channels``, ``checkerboard``, ``conditioner``, ...).
+            ``hidden_channels``, ``checkerboard``, ``conditioner``, ...: the image flow's
+            options in :data:`flowvae.choices.FLOW_OPTIONS`), passed down unchanged.
         conditional: ``False`` gives the same flow without ``z`` (ablation).
         alpha: the logit transform's margin.
         dequantization: ``"uniform"`` (the paper) or ``"variational"``: the noise ``u`` of
@@ -62,9 +63,9 @@ class VAPNEV(VAE):
         dequantization: str = "uniform",
         **vae_kwargs,
     ):
-        likelihood_kwargs = dict(flow_kwargs or {})
-        likelihood_kwargs["context_features"] = latent_dim if conditional else None
-        likelihood_kwargs.update(alpha=alpha, dequantization=dequantization)
+        # the flow's options go down as given: FlowLikelihood passes them to ConditionalRealNVP
+        likelihood_kwargs = dict(conditional=conditional, alpha=alpha,
+                                 dequantization=dequantization, **(flow_kwargs or {}))
         super().__init__(shape, latent_dim, likelihood="flow", network="conv", hidden=hidden,
                          likelihood_kwargs=likelihood_kwargs, **vae_kwargs)
 

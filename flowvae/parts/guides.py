@@ -15,6 +15,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
+from flowvae.choices import FLOW_OPTIONS
 from flowvae.distributions import AR1Normal, FlowDistribution
 from flowvae.parts.registry import Registry
 from flowvae.transforms import ConditionalRealNVP
@@ -23,6 +24,7 @@ __all__ = ["GUIDES", "AR1Guide", "DeltaGuide", "DiagonalNormalGuide", "FlowGuide
 
 #: guide families by name: ``VAE(guide="normal")``
 GUIDES = Registry("guide")
+_VECTOR = FLOW_OPTIONS["vector"]  # the flow guide's defaults are the vector flow's
 
 
 def _as_shape(shape: Union[int, Sequence[int]]) -> Tuple[int, ...]:
@@ -84,8 +86,10 @@ class FlowGuide(nn.Module):
 
     tensor_latent = False
 
-    def __init__(self, latent_dim: int, context_features: int = 32, num_couplings: int = 4,
-                 hidden_features: int = 128, actnorm: bool = False):
+    def __init__(self, latent_dim: int, context_features: int = 32,
+                 num_couplings: int = _VECTOR["num_couplings"],
+                 hidden_features: int = _VECTOR["hidden_features"],
+                 actnorm: bool = _VECTOR["actnorm"]):
         super().__init__()
         self.latent_shape = (latent_dim,)
         self.context_features = context_features

@@ -91,6 +91,23 @@ class AffineCoupling(CheckedTransform):
         """The context width the conditioner declares (``None``: no context)."""
         return getattr(self.conditioner, "context_features", None)
 
+    # flowvae 0.3's attributes of a coupling, now the partition's
+    @property
+    def parity(self) -> int:
+        """Which part stays unchanged (the partition's ``parity``)."""
+        return self.partition.parity
+
+    @property
+    def split_at(self) -> int:
+        """Where a channel split cuts (:class:`~flowvae.transforms.partitions.ChannelSplit`)."""
+        return self.partition.split_at
+
+    @property
+    def kept_mask(self) -> Tensor:
+        """The checkerboard ``b`` of a masked coupling (:class:`~flowvae.transforms.
+        partitions.CheckerboardMask`)."""
+        return self.partition.kept_mask
+
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
         # flowvae <= 0.3 kept the checkerboard mask in the state dict; it is derived data now
         state_dict.pop(prefix + "kept_mask", None)
