@@ -25,6 +25,7 @@ from flowvae.transforms import (
     MultiplicativeConditioner,
     MultiscaleRealNVP,
     Partition,
+    SqueezedCheckerboard,
     VectorRealNVP,
     squeeze,
     unsqueeze,
@@ -622,3 +623,31 @@ def test_a_flow_compiles_without_graph_breaks_with_validation_off(name):
     finally:
         pyro.enable_validation(True)
         torch._dynamo.reset()
+
+
+def test_a_models_flow_options_reach_the_conditioner_as_given():
+    """VAPNEV -> VAE -> FlowLikelihood -> ConditionalRealNVP -> conditioner: what the user
+    wrote arrives, context_features is the latent's size (set once, by the VAE), and the
+    likelihood's own defaults (ActNorm on) apply only where nothing was given."""
+    from flowvae.models import VAE, VAPNEV
+
+    options = dict(hidden_channels=5, num_blocks=1, num_scales=1, num_final=2,
+                   checkerboard="squeezed", conditioner="concat")
+    model = VAPNEV((1, 4, 4), latent_dim=3, hidden=4, flow_kwargs=options)
+    couplings = [m for m in model.p_x.flow.modules() if isinstance(m, AffineCoupling)]
+    assert len(couplings) == 2 and model.p_x.flow.actnorm
+    for layer in couplings:
+        assert isinstance(layer.partition, SqueezedCheckerboard)
+        assert isinstance(layer.conditioner, ConcatConditioner)
+        assert layer.conditioner.out.in_channels == 5 and layer.context_features == 3
+    assert model.config["flow_kwargs"] == options  # recorded as given, nothing added
+    plain = VAPNEV((1, 4, 4), latent_dim=3, hidden=4, conditional=False,
+                   flow_kwargs=dict(options, actnorm=False))
+    assert plain.p_x.flow.context_features is None and not plain.p_x.flow.actnorm
+    vae = VAE((1, 4, 4), latent_dim=3, hidden=4, likelihood="flow", network="conv",
+              likelihood_kwargs=dict(hidden_channels=5, num_blocks=1))
+    assert vae.p_x.flow.context_features == 3
+    with pytest.raises(TypeError, match="alpha"):
+        VAPNEV((1, 4, 4), latent_dim=3, flow_kwargs=dict(alpha=0.1))
+    with pytest.raises(TypeError, match=r"hidden_features \(vector flow\)"):
+        VAPNEV((1, 4, 4), latent_dim=3, flow_kwargs=dict(hidden_features=8))
