@@ -13,7 +13,6 @@ from hypothesis import strategies as st
 from torch.autograd.functional import jacobian
 
 from flowvae.transforms import (
-    PARTITIONS,
     ActNorm,
     AffineCoupling,
     CheckerboardMask,
@@ -30,6 +29,7 @@ from flowvae.transforms import (
     squeeze,
     unsqueeze,
 )
+from flowvae.transforms.partitions import PARTITIONS
 
 
 def mlp(ctx, i, o, size):

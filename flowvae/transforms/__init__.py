@@ -11,7 +11,6 @@ from flowvae.transforms.coupling import AffineCoupling, ConditionalAffineCouplin
 from flowvae.transforms.multiscale import squeeze, unsqueeze
 from flowvae.transforms.normalization import ActNorm
 from flowvae.transforms.partitions import (
-    PARTITIONS,
     ChannelSplit,
     CheckerboardMask,
     Partition,
@@ -21,7 +20,6 @@ from flowvae.transforms.preprocess import LogitTransform
 from flowvae.transforms.realnvp import ConditionalRealNVP, MultiscaleRealNVP, VectorRealNVP
 
 __all__ = [
-    "PARTITIONS",
     "ActNorm",
     "AffineCoupling",
     "Chain",
