@@ -7,7 +7,9 @@ Build (what ``tests/test_docs.py`` runs; warnings are errors):
 
 Pages are Markdown (MyST, maths in ``$...$``); the API reference is autodoc with napoleon
 (Google-style docstrings) and autosummary tables; the CLI's flags come from its argparse parser
-(sphinx-argparse). Intersphinx links torch, Pyro and nflows names: each project's inventory is
+(sphinx-argparse). Maths is typeset by a MathJax copied from the ``sphinx-mathjax-offline``
+package into ``_static/mathjax`` (no CDN: the pages render offline); ``docs/tutorials`` are
+notebooks written as MyST Markdown that myst-nb executes at every build. Intersphinx links torch, Pyro and nflows names: each project's inventory is
 fetched from its site when the network is there, else read from ``docs/_inventories`` (written
 by ``docs/_inventories/generate.py``), so the build also passes offline.
 """
@@ -23,19 +25,20 @@ copyright = "flowvae developers"
 version = release = flowvae.__version__
 
 extensions = [
-    "myst_parser",
+    "myst_nb",  # MyST Markdown (myst-parser) and notebooks written in it, executed at build
     "sphinx.ext.autodoc",
     "sphinx.ext.autosummary",
     "sphinx.ext.napoleon",
     "sphinx.ext.doctest",
     "sphinx.ext.intersphinx",
     "sphinx.ext.mathjax",
+    "sphinx-mathjax-offline",  # MathJax's files in _static/mathjax: maths renders offline
     "sphinx.ext.viewcode",
     "sphinx_copybutton",
     "sphinxarg.ext",
 ]
 
-source_suffix = {".md": "markdown"}
+source_suffix = {".md": "myst-nb"}
 root_doc = "index"
 exclude_patterns = ["_build", "**/.ipynb_checkpoints"]
 
@@ -43,6 +46,16 @@ exclude_patterns = ["_build", "**/.ipynb_checkpoints"]
 myst_heading_anchors = 3
 smartquotes = False  # "--flag" in docstrings and argparse help must stay copyable, not "–flag"
 myst_enable_extensions = ["dollarmath"]
+
+# the local copy that sphinx-mathjax-offline installs (it also sets this; said here to be seen)
+mathjax_path = "mathjax/tex-chtml.js"
+
+# myst-nb: a page with a ``kernelspec`` in its front matter is a notebook, executed at every
+# build (it is written without outputs); an error in a cell fails the build
+nb_execution_mode = "force"
+nb_execution_timeout = 600
+nb_execution_raise_on_error = True
+nb_execution_show_tb = True
 
 _INVENTORIES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_inventories")
 intersphinx_mapping = {  # the site's inventory first, the offline copy when it cannot be had
@@ -88,11 +101,6 @@ html_theme = "furo"
 html_static_path = ["_static"]
 html_css_files = ["custom.css"]
 html_title = f"flowvae {release}"
-html_theme_options = {
-    "source_repository": "https://github.com/flowvae/flowvae/",
-    "source_branch": "main",
-    "source_directory": "docs/",
-}
 pygments_style = "friendly"
 
 

@@ -15,33 +15,14 @@ and the training curve.
 
 from __future__ import annotations
 
-import argparse
 import os
 import time
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
 
-import torch
+from _flags import parse_config, run_example, write_results
 
-from flowvae.data import DATASETS, load_dataset
-from flowvae.infer import (
-    GeneralizedELBO,
-    bits_per_dim,
-    iwae_log_likelihood,
-    label_agreement,
-    plot_training_curve,
-    save_grid,
-)
-from flowvae.infer.objectives import FREE_BITS_GROUPS
-from flowvae.models import VAPNEV
-from flowvae.parts import DEQUANTIZATIONS
-from flowvae.train import (
-    PRECISIONS,
-    RunDirectoryError,
-    add_out_dir_flags,
-    evaluate_elbo,
-    fit,
-    prepare_out_dir,
-)
+from flowvae.choices import CHECKERBOARDS, DATASET_NAMES, DEQUANTIZATIONS
+from flowvae.train.config import PRECISIONS
 
 PLAIN_ELBO = "plain-elbo"  # the sub-folder of the comparison run
 
@@ -69,67 +50,65 @@ class Config:
     compile: bool = False
     precision: str = "float32"
     time_limit: float = 0.0
+    tensorboard: bool = False
     out: str = "runs/vapnev"
     resume: bool = False
     overwrite: bool = False
     seed: int = 0
 
 
-def parse_args() -> Config:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--dataset", default=Config.dataset, choices=DATASETS)
-    parser.add_argument("--epochs", type=int, default=Config.epochs)
-    parser.add_argument("--batch-size", type=int, default=Config.batch_size)
-    parser.add_argument("--lr", type=float, default=Config.lr)
-    parser.add_argument("--latent-dim", type=int, default=Config.latent_dim,
-                        help="size of z (the paper uses 256)")
-    parser.add_argument("--hidden", type=int, default=Config.hidden,
-                        help="base channels of encoder and decoder (paper: 32)")
-    parser.add_argument("--flow-channels", type=int, default=Config.flow_channels,
-                        help="conditioner width k of the flow's first scale (paper: 64)")
-    parser.add_argument("--num-blocks", type=int, default=Config.num_blocks,
-                        help="residual blocks per conditioner (paper: 2)")
-    parser.add_argument("--checkerboard", default=Config.checkerboard,
-                        choices=("masked", "squeezed"))
-    parser.add_argument("--dequantization", default=Config.dequantization,
-                        choices=DEQUANTIZATIONS,
-                        help="uniform noise (the paper) or a learned q(u|x) (Flow++): tighter")
-    parser.add_argument("--free-bits", type=float, default=Config.free_bits,
-                        help="free bits (Kingma et al. 2016), nats per latent group; 0: the "
-                             "plain ELBO, whose latent collapses")
-    parser.add_argument("--free-bits-group", default=Config.free_bits_group,
-                        choices=FREE_BITS_GROUPS, help="a group is one latent dimension, or all z")
-    parser.add_argument("--kl-warmup", type=int, default=Config.kl_warmup,
-                        help="steps of KL warm-up from 0 to 1 (Bowman et al. 2016; 0: none)")
-    parser.add_argument("--no-compare", dest="compare", action="store_false",
-                        help="skip training the same model on the plain ELBO for comparison")
-    parser.add_argument("--eval-images", type=int, default=Config.eval_images,
-                        help="test images to evaluate on")
-    parser.add_argument("--iwae", type=int, default=Config.iwae,
-                        help="also report the IWAE bound with K samples (0: skip)")
-    parser.add_argument("--max-steps-per-epoch", type=int, default=0,
-                        help="cap on training steps per epoch (0: whole training set)")
-    parser.add_argument("--device", default=Config.device)
-    parser.add_argument("--compile", action="store_true",
-                        help="torch.compile the coupling networks (fit's compile=True)")
-    parser.add_argument("--precision", default=Config.precision, choices=PRECISIONS,
-                        help="bf16: coupling networks in bfloat16 (fit's precision)")
-    parser.add_argument("--time-limit", type=float, default=Config.time_limit,
-                        help="minutes; stop after the first epoch past it (0: none); the "
-                             "same command with --resume continues from --out's checkpoint")
-    parser.add_argument("--out", default=Config.out, help="folder for checkpoint, logs, grids")
-    add_out_dir_flags(parser)
-    parser.add_argument("--seed", type=int, default=Config.seed)
-    args = parser.parse_args()
-    if not args.free_bits >= 0 or args.kl_warmup < 0:
-        parser.error("--free-bits and --kl-warmup must be >= 0")
-    return Config(**{k.replace("-", "_"): v for k, v in vars(args).items()})
+HELP = {"dataset": "dataset (digits is bundled; the others are read from FLOWVAE_DATA)",
+        "epochs": "training epochs", "batch_size": "images per step", "lr": "Adam learning rate",
+        "latent_dim": "size of z (the paper uses 256)",
+        "hidden": "base channels of encoder and decoder (paper: 32)",
+        "flow_channels": "conditioner width k of the flow's first scale (paper: 64)",
+        "num_blocks": "residual blocks per conditioner (paper: 2)",
+        "checkerboard": "checkerboard couplings: masked, or on squeezed channels",
+        "dequantization": "uniform noise (the paper) or a learned q(u|x) (Flow++): tighter",
+        "free_bits": "free bits (Kingma et al. 2016), nats per latent group; 0: the plain ELBO, "
+                     "whose latent collapses",
+        "free_bits_group": "a group is one latent dimension, or all z (site)",
+        "kl_warmup": "steps of KL warm-up from 0 to 1 (Bowman et al. 2016; 0: none)",
+        "compare": "also train the same model on the plain ELBO, in OUT/plain-elbo",
+        "eval_images": "test images to evaluate on (0: all)",
+        "iwae": "also report the IWAE bound with K samples on 200 test images (0: skip)",
+        "max_steps_per_epoch": "cap on training steps per epoch (0: whole training set)",
+        "device": "torch device, e.g. cuda",
+        "compile": "torch.compile the coupling networks (fit's compile=True)",
+        "precision": "bf16: coupling networks in bfloat16 (fit's precision)",
+        "time_limit": "minutes; stop after the first epoch past it (0: none); the same command "
+                      "with --resume continues from --out's checkpoint",
+        "tensorboard": "also log to OUT/tensorboard (tensorboard --logdir OUT)",
+        "out": "folder for checkpoint, logs, grids", "seed": "seed of weights and data order"}
+CHOICES = {"dataset": DATASET_NAMES, "checkerboard": CHECKERBOARDS,
+           "dequantization": DEQUANTIZATIONS, "free_bits_group": ("dimension", "site"),
+           "precision": PRECISIONS}
+
+
+def parse_args(argv=None) -> Config:
+    return parse_config(Config, __doc__.split("\n\n")[0], HELP, argv=argv, choices=CHOICES)
+
+
+if __name__ == "__main__":  # the flags first: --help and a bad flag answer before torch loads
+    CONFIG = parse_args()
+
+import torch  # noqa: E402
+from _callbacks import callbacks  # noqa: E402
+
+from flowvae.data import load_dataset  # noqa: E402
+from flowvae.infer import (  # noqa: E402
+    GeneralizedELBO,
+    bits_per_dim,
+    iwae_log_likelihood,
+    label_agreement,
+    plot_training_curve,
+    save_grid,
+)
+from flowvae.models import VAPNEV  # noqa: E402
+from flowvae.train import evaluate_elbo, fit, prepare_out_dir  # noqa: E402
 
 
 def main(config: Config) -> dict:
-    if not config.free_bits >= 0 or config.kl_warmup < 0:
-        raise ValueError(f"--free-bits and --kl-warmup must be >= 0, got {config.free_bits} "
-                         f"and {config.kl_warmup}")
     pad = 32 if config.dataset in ("mnist", "fashion-mnist") else None
     train = load_dataset(config.dataset, "train", pad_to=pad)
     test = load_dataset(config.dataset, "test", pad_to=pad)
@@ -148,6 +127,8 @@ def main(config: Config) -> dict:
         if run is runs[0][1]:
             write_pictures(model, test, run.out)
     print_table(results)
+    print("wrote", write_results(os.path.join(config.out, "results.json"),
+                                 {"config": asdict(config), "results": results}))
     return results[runs[0][0]]
 
 
@@ -173,7 +154,7 @@ def train_and_evaluate(config: Config, train, test):
                   lr=config.lr, elbo=elbo, device=config.device, out_dir=config.out,
                   seed=config.seed, max_steps_per_epoch=config.max_steps_per_epoch or None,
                   resume=prepare_out_dir(config.out, config.resume, config.overwrite),
-                  compile=config.compile,
+                  compile=config.compile, callbacks=callbacks(config, config.out),
                   precision=config.precision, time_limit=60 * config.time_limit or None)
     minutes = (time.time() - started) / 60
     done = history[-1]["epoch"] if history else 0
@@ -181,7 +162,10 @@ def train_and_evaluate(config: Config, train, test):
         print(f"stopped after epoch {done} of {config.epochs} (--time-limit); the same command "
               f"with --resume continues from {config.out}")
         return done, None
-    plot_training_curve(os.path.join(config.out, "metrics.csv"))
+    shaped = "free bits" if config.free_bits else "KL warm-up" if config.kl_warmup else ""
+    print("wrote", plot_training_curve(
+        os.path.join(config.out, "metrics.csv"),
+        train_label=f"training objective ({shaped})" if shaped else "train -ELBO"))
     return model, measure(model, config, train, test, minutes)
 
 
@@ -197,7 +181,7 @@ def objective_name(config: Config) -> str:
 def measure(model, config: Config, train, test, minutes: float) -> dict:
     """Test ELBO, bits/dim, rate, distortion, active units, MI, labels kept (, IWAE)."""
     device = next(model.parameters()).device
-    images = test.images[: config.eval_images]
+    images = test.images[: config.eval_images or None]
     metrics = evaluate_elbo(model, images)
     metrics["minutes"] = minutes
     if getattr(test, "labels", None) is not None and getattr(train, "labels", None) is not None:
@@ -263,7 +247,4 @@ def write_pictures(model, test, out: str) -> None:
 
 
 if __name__ == "__main__":
-    try:
-        main(parse_args())
-    except RunDirectoryError as err:  # an occupied, read-only or missing --out: one line
-        raise SystemExit(f"vapnev.py: error: {err}") from None
+    run_example(main, CONFIG, "vapnev.py")

@@ -30,8 +30,8 @@ DOCS = os.path.join(ROOT, "docs")
 GUIDE_PAGES = sorted(glob(os.path.join(DOCS, "guide", "*.md")))
 
 needs_sphinx = pytest.mark.skipif(
-    any(importlib.util.find_spec(name) is None for name in ("sphinx", "myst_parser")),
-    reason="sphinx and myst-parser are not installed (pip install -e '.[test,docs]')",
+    any(importlib.util.find_spec(name) is None for name in ("sphinx", "myst_nb")),
+    reason="sphinx and myst-nb are not installed (pip install -e '.[test,docs]')",
 )
 
 API_PAGES = {  # module -> its page under docs/api/
@@ -57,7 +57,7 @@ RUN_HERE = {  # command shown in docs/guide/quickstart.md -> flags appended to k
     "flowvae sample runs/vapnev-cli/checkpoint.pt --n 64 --temperature 0.8 -o samples.png":
         ["--device", "cpu"],
 }
-DISTRIBUTED_CPU = ("FLOWVAE_DATA=../shared/data torchrun --nproc_per_node 2 -m flowvae.cli train "
+DISTRIBUTED_CPU = ("FLOWVAE_DATA=/data/flowvae torchrun --nproc_per_node 2 -m flowvae.cli train "
                    "--model vapnev --dataset mnist --epochs 1 --out runs/vapnev-ddp")
 """The CPU command of docs/distributed.md (its GPU commands need GPUs, which CI has not)."""
 COVERED_ELSEWHERE = {  # command shown in the guide pages -> what runs it
@@ -99,6 +99,43 @@ def test_html_build_has_no_warnings_and_every_page(html):
     for page in pages:
         name = os.path.relpath(page, DOCS)[: -len(".md")]
         assert (html / f"{name}.html").is_file(), f"{name}.md is not in the site"
+
+
+REMOTE_SCRIPT = re.compile(r"""<script\b[^>]*\bsrc\s*=\s*["']?(?:[a-z][a-z0-9+.-]*:)?//""",
+                           re.I)
+"""A ``<script>`` that loads from another host (``https://``, ``//cdn...``): offline, it fails."""
+
+
+def test_remote_scripts_are_found():
+    assert REMOTE_SCRIPT.search('<script defer src="https://cdn.example/mathjax/tex.js">')
+    assert REMOTE_SCRIPT.search("<script src='//cdn.example/x.js'></script>")
+    assert not REMOTE_SCRIPT.search('<script src="../_static/mathjax/tex-chtml.js">')
+    assert not REMOTE_SCRIPT.search('<a href="https://pyro.ai">Pyro</a>')
+
+
+@needs_sphinx
+def test_built_pages_load_no_remote_script_and_a_local_mathjax(html):
+    remote = {str(page.relative_to(html)): REMOTE_SCRIPT.findall(page.read_text())
+              for page in html.glob("**/*.html")}
+    assert not {page: hits for page, hits in remote.items() if hits}, "remote scripts"
+    quickstart = html / "guide" / "quickstart.html"
+    mathjax = re.search(r'<script[^>]*src="([^"]*mathjax[^"]*)"', quickstart.read_text())
+    assert mathjax, "a page with maths loads no MathJax"
+    assert (quickstart.parent / mathjax.group(1)).resolve().stat().st_size > 10_000
+
+
+@needs_sphinx
+def test_notebook_tutorial_is_executed_with_its_figures_on_the_page(html):
+    page = (html / "tutorials" / "vapnev_digits.html").read_text()
+    figures = re.findall(r'<img[^>]*src="([^"]+\.png)"', page)
+    assert len(figures) >= 3, "the rate-distortion plot, reconstructions and samples"
+    for figure in figures:
+        assert (html / "tutorials" / figure).resolve().stat().st_size > 2000, figure
+    tables = re.findall(r"^epoch +test -ELBO.*?</pre>", page, re.S | re.M)  # output, not code
+    assert tables, "the training cell's printed table is not on the page"
+    epochs = [line.split()[0] for line in tables[-1].splitlines()[1:]
+              if line.split() and line.split()[0].isdigit()]
+    assert epochs == [str(e) for e in range(1, len(epochs) + 1)] and len(epochs) >= 5
 
 
 @needs_sphinx
