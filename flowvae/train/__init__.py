@@ -15,7 +15,8 @@
   rule of the CLI and the examples), atomic writes, :func:`write_metrics`,
   :class:`RunDirectoryError`;
 * :mod:`~flowvae.train.distributed`: :func:`setup_distributed` (``torchrun``);
-* :mod:`~flowvae.train.speed`: :func:`accelerate` (compiled / bfloat16 couplings).
+* :mod:`~flowvae.train.speed`: :func:`accelerate` (compiled / bfloat16 couplings, found by
+  the :class:`Accelerable` protocol).
 """
 
 import importlib
@@ -23,7 +24,7 @@ from typing import Any, List
 
 _WHERE = {  # name -> its module, imported on first use: the CLI reads .config without torch
     "evaluate": "flowvae.infer.evaluate",
-    "accelerate": "flowvae.train.speed",
+    **{name: "flowvae.train.speed" for name in ("Accelerable", "accelerate")},
     **{name: "flowvae.train.callbacks" for name in (
         "Callback", "Checkpointing", "MetricsLog", "Progress", "TimeLimit", "default_callbacks")},
     **{name: "flowvae.train.checkpoint" for name in (
@@ -41,6 +42,7 @@ _WHERE = {  # name -> its module, imported on first use: the CLI reads .config w
 }
 
 __all__ = [
+    "Accelerable",
     "CHECKPOINT",
     "ELBOS",
     "OPTIMIZERS",
