@@ -254,31 +254,3 @@ def _place(images: Tensor, config: FitConfig, device: torch.device) -> Tensor:
     on_device = config.data_on_device
     return images.to(device) if (on_device if on_device is not None
                                  else device.type == "cuda") else images
-
-
-def _checked_images(module, data: Any, name: str, device: torch.device) -> Tensor:
-    """``data`` as ``uint8`` images that ``module`` takes, checked on two of them before
-    anything trains: a test set of the wrong shape or dtype fails here, not after an epoch."""
-    try:
-        images = as_images(data)
-        module.preprocess(images[:2].to(device))
-    except (TypeError, ValueError) as err:
-        raise type(err)(f"{name}: {err}") from err
-    return images
-
-
-def _subset(images: Tensor, count: Optional[int]) -> Tensor:
-    """``count`` of ``images``, evenly spaced (all when ``count`` is None or not smaller)."""
-    if count is None or count >= len(images):
-        return images
-    return images[torch.linspace(0, len(images) - 1, count).round().long()]
-
-
-def _place(images: Tensor, config: FitConfig, device: torch.device) -> Tensor:
-    """The training images on the device when asked (default: on CUDA, where cuDNN's
-    autotuner is switched on too), else where they are."""
-    if device.type == "cuda":
-        torch.backends.cudnn.benchmark = True
-    on_device = config.data_on_device
-    return images.to(device) if (on_device if on_device is not None
-                                 else device.type == "cuda") else images
