@@ -176,4 +176,6 @@ def _test_metrics(run: TrainingRun, epoch: int) -> Dict[str, float]:
         if not is_numerical_error(err):
             raise
         raise run.diverged(err, epoch) from err
+    if sum(key.startswith("rate_") for key in test) == 1:  # one latent: rate_<site> is the
+        test.pop("rate", None)  # total rate, and metrics.csv gets no duplicate column
     return {f"test_{key}": value for key, value in test.items()}
