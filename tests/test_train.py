@@ -184,3 +184,26 @@ def test_a_float64_model_trains_and_evaluates_in_float64(build):
     assert all(p.dtype == torch.float64 for p in model.parameters())
     assert all(torch.isfinite(torch.tensor(row["test_nelbo"])) for row in history)
     assert torch.isfinite(torch.tensor(evaluate_elbo(model, data)["nelbo"]))
+
+
+def test_setup_computes_the_elbo_once_before_the_first_step(tmp_path):
+    """One pass finds the tensors to train and initialises the data-dependent layers (it was
+    two); a resumed run, with nothing to initialise, makes one pass too."""
+    from flowvae.train import Callback
+    from flowvae.nn.init import needs_data_init
+
+    class GuideCalls(Callback):
+        def on_start(self, run):
+            self.before_step_1 = len(calls)
+
+    for resume in (False, True):
+        model, calls = delta_vapnev(), []
+        assert needs_data_init(model)
+        guide = model.guide
+        model.guide = lambda x, *args, **kwargs: calls.append(x) or guide(x, *args, **kwargs)
+        hook = GuideCalls()
+        fit(model, grey_images(16), epochs=1 + resume, batch_size=8, progress=False,
+            out_dir=str(tmp_path), resume=resume, callbacks=[hook])
+        assert hook.before_step_1 == 1, resume
+        if not resume:
+            assert not needs_data_init(model) and len(calls[0]) == 8  # the first batch
