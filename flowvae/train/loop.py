@@ -49,10 +49,8 @@ def train_epoch(run: TrainingRun, epoch: int, callbacks: Sequence[Callback]) -> 
     """
     run.module.train()
     batches = run.batches(epoch)
-    for callback in callbacks:  # a hook newer than the others: optional on duck-typed ones
-        start = getattr(callback, "on_epoch_start", None)
-        if start is not None:
-            start(run, epoch, len(batches))
+    for callback in callbacks:
+        callback.on_epoch_start(run, epoch, len(batches))
     started, total, count = time.time(), 0.0, 0
     if run.device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(run.device)
