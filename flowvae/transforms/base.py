@@ -42,16 +42,15 @@ class CheckedTransform(Transform):
                                self.context_features, module_dtype(self))
 
     def forward(self, inputs: Tensor, context: Optional[Tensor] = None):
-        self._check(inputs, context)
-        outputs, logabsdet = self._forward(inputs, context)
-        check_finite(f"{self.entry_name}.forward", dict(outputs=outputs, logabsdet=logabsdet),
-                     inputs=inputs, context=context)
-        return outputs, logabsdet
+        return self._entry("forward", self._forward, inputs, context)
 
     def inverse(self, inputs: Tensor, context: Optional[Tensor] = None):
+        return self._entry("inverse", self._inverse, inputs, context)
+
+    def _entry(self, direction: str, run, inputs: Tensor, context: Optional[Tensor]):
         self._check(inputs, context)
-        outputs, logabsdet = self._inverse(inputs, context)
-        check_finite(f"{self.entry_name}.inverse", dict(outputs=outputs, logabsdet=logabsdet),
+        outputs, logabsdet = run(inputs, context)
+        check_finite(f"{self.entry_name}.{direction}", dict(outputs=outputs, logabsdet=logabsdet),
                      inputs=inputs, context=context)
         return outputs, logabsdet
 
