@@ -117,17 +117,43 @@ def test_every_model_uses_its_latent(name, digits):
         assert set(rates) == {"z_1", "z_2"}  # one rate per step
 
 
-@pytest.mark.parametrize("variant", [
-    "vanilla", "beta",
-    pytest.param("infovae", marks=pytest.mark.xfail(strict=True, reason=(
-        "measured: rho-VAE's InfoVAE (MMD weight 80 or 1000, latent 4) collapses on the "
-        "digits within 10 epochs, free bits or not: rate 0.00 nats, 11% labels kept"))),
+# rho-VAE's InfoVAE (alpha = 0: ELBO + lambda N MMD^2), trained as below from scratch at other
+# weights (issue 26, seed 0): lambda 0 / 1 / 10 keep rate 3.6 / 3.9 / 4.3 nats and 33 / 39 / 26%
+# of labels; 30 gives 2.2 nats, 16%; 80 gives 0.003 nats, 11%. The MMD term matches an
+# independent computation (tests/test_infovae.py): the collapse is the weight's, not a defect.
+INFOVAE_COLLAPSE = (
+    "measured, not a defect: InfoVAE at MMD weight 80 (latent 4) collapses on the digits when "
+    "the weight is on from the first step (rate 0.003 nats, 11% labels kept; 30: 2.2 nats, 16%), "
+    "although the objective prefers the informative model: trained at weight 0 it keeps "
+    "lambda MMD^2 of its aggregate posterior at 0.25 nats against 5.4 nats of distortion saved, "
+    "and it stays informative when the weight is then switched on "
+    "(test_informative_infovae_survives_its_mmd_weight)")
+
+
+@pytest.mark.parametrize("variant, mmd_weight", [
+    ("vanilla", 0.0), ("beta", 0.0), ("infovae", 10.0),
+    pytest.param("infovae", 80.0, marks=pytest.mark.xfail(strict=True, reason=INFOVAE_COLLAPSE)),
 ])
-def test_rho_vae_variants_use_their_latent(variant, digits):
+def test_rho_vae_variants_use_their_latent(variant, mmd_weight, digits):
     train, test = digits
     torch.manual_seed(0)
     pyro.set_rng_seed(0)
-    model, _ = rho_vae(variant, "ar1", (1, 8, 8), latent_dim=4, hidden=64, mmd_weight=80.0)
+    model, _ = rho_vae(variant, "ar1", (1, 8, 8), latent_dim=4, hidden=64, mmd_weight=mmd_weight)
     fit(model, train, epochs=10, batch_size=64, lr=3e-3, elbo=anti_collapse(analytic_kl=True),
         progress=False)
+    assert uses_its_latent(*latent_use(model, train, test))
+
+
+def test_informative_infovae_survives_its_mmd_weight(digits):
+    """The weight that collapses InfoVAE from scratch (80) keeps a latent that is already in use:
+    5 epochs at weight 0, then 5 at 80 (measured: rate 4.09 -> 3.41 nats, labels kept 22% ->
+    23%)."""
+    train, test = digits
+    torch.manual_seed(0)
+    pyro.set_rng_seed(0)
+    model, _ = rho_vae("infovae", "ar1", (1, 8, 8), latent_dim=4, hidden=64, mmd_weight=80.0)
+    for weight in (0.0, 80.0):
+        model.mmd_weight = weight
+        fit(model, train, epochs=5, batch_size=64, lr=3e-3, elbo=anti_collapse(analytic_kl=True),
+            progress=False)
     assert uses_its_latent(*latent_use(model, train, test))
