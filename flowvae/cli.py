@@ -104,6 +104,7 @@ class TrainConfig:
     data_dir: Optional[str] = None
     download: bool = True
     pad_to: Optional[int] = None
+    tensorboard: bool = False
 
     @property
     def recipe(self) -> ModelRecipe:
@@ -311,6 +312,9 @@ def _add_train(commands) -> None:
                      help="start again in an OUT that holds a run: its checkpoint, metrics and "
                           "run.json are replaced (without --resume or --overwrite, an OUT "
                           "holding files is refused)")
+    run.add_argument("--tensorboard", action="store_true",
+                     help="also log every epoch's metrics, samples and reconstructions to "
+                          "OUT/tensorboard (then: tensorboard --logdir OUT)")
     run.add_argument("--no-progress", dest="progress", action="store_false", default=None,
                      help="no progress bar and no per-epoch lines, only the final table "
                           "(default: both when stderr is a terminal)")
@@ -629,7 +633,8 @@ def _train_command(config: TrainConfig) -> None:
         _write_json(run_path, run)
     started = time.time()
     try:
-        history = fit(model, train, test, config.fit_config(device))
+        history = fit(model, train, test, config.fit_config(device),
+                      callbacks=_tensorboard(config, out))
     except ValueError as err:  # --resume onto a checkpoint of another model or config
         if not config.fit.resume:
             raise
@@ -639,7 +644,19 @@ def _train_command(config: TrainConfig) -> None:
     if config.fit.resume:
         _write_json(run_path, run)
     _print_train_table(history[-1], time.time() - started)
+    if run["likelihood"] == "bernoulli":  # 1 bit/dim is a coin flip here, not 8
+        print("note: bits/dim of binarized images under a Bernoulli (binary) likelihood, not "
+              "comparable with bits/dim of 8-bit images")
     print("wrote", os.path.join(out, CHECKPOINT))
+
+
+def _tensorboard(config: TrainConfig, out: str) -> list:
+    """``--tensorboard``: :class:`~flowvae.train.tensorboard.TensorBoard` in OUT/tensorboard."""
+    if not config.tensorboard:
+        return []
+    from flowvae.train.tensorboard import TensorBoard
+
+    return [TensorBoard(os.path.join(out, "tensorboard"))]
 
 
 def resolved_run(config: TrainConfig, model, device) -> Dict[str, Any]:
