@@ -62,3 +62,20 @@ def test_resumed_run_appends_to_the_same_event_files(tmp_path):
 def test_bad_arguments_are_refused():
     with pytest.raises(ValueError, match="images_every must be >= 0"):
         TensorBoard("x", images_every=-1)
+
+
+def test_cli_train_tensorboard_flag_logs_the_run(tmp_path, capsys):
+    from flowvae.cli import main
+
+    out = tmp_path / "run"
+    assert main(["train", "--model", "vae", "--dataset", "digits", "--epochs", "2",
+                 "--max-steps-per-epoch", "2", "--latent-dim", "2", "--hidden", "8",
+                 "--no-progress", "--no-download", "--device", "cpu", "--tensorboard",
+                 "--out", str(out)]) == 0
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    events = read_events(out / "tensorboard")
+    assert [e.value for e in events.Scalars("test_nelbo")] == pytest.approx(
+        [row["test_nelbo"] for row in rows], rel=1e-6)
+    assert [image.step for image in events.Images("samples")] == [2, 4]
+    printed = capsys.readouterr().out  # a VAE on digits: Bernoulli pixels, said so
+    assert "Bernoulli (binary) likelihood" in printed
