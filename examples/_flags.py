@@ -26,9 +26,17 @@ from typing import Any, Callable, Dict, Optional, Sequence
 from flowvae.train.rundir import OUT_DIR_FLAGS, add_out_dir_flags
 
 POSITIVE = ("epochs", "batch_size", "lr", "latent_dim", "hidden", "flow_channels",
-            "num_blocks", "num_layers")
-"""Fields that must be > 0 when an example has them; every other number must be >= 0 (0:
-the documented "none" / "all"), but ``seed``."""
+            "num_blocks", "num_layers", "rounds", "steps_per_round", "transforms", "growth",
+            "num_mixtures")
+"""Fields that must be > 0 when an example has them. Every other count (an int field) must be
+>= 0 (0: the documented "none" / "all"), but ``seed``; so must these floats:"""
+NON_NEGATIVE = ("free_bits", "time_limit", "beta", "mmd_weight")
+
+
+COMMON_HELP = {"tensorboard": "also log to TensorBoard, in a tensorboard/ folder in each run's "
+                              "folder (then: tensorboard --logdir OUT)",
+               "device": "torch device, e.g. cuda", "seed": "seed of weights and data order"}
+"""Help of the flags many examples share, unless the example says otherwise."""
 
 
 class ExampleParser(argparse.ArgumentParser):
@@ -45,8 +53,11 @@ def _check_ranges(parser: argparse.ArgumentParser, args: Dict[str, Any]) -> None
         flag = "--" + name.replace("_", "-")
         if name in POSITIVE and any(not v > 0 for v in numbers):
             parser.error(f"{flag} must be > 0, got {value}")
-        if name != "seed" and any(not (v >= 0 and math.isfinite(v)) for v in numbers):
-            parser.error(f"{flag} must be a finite number >= 0, got {value}")
+        if any(not math.isfinite(v) for v in numbers):
+            parser.error(f"{flag} must be a finite number, got {value}")
+        counts = [v for v in numbers if isinstance(v, int)] if name != "seed" else []
+        if any(v < 0 for v in counts) or (name in NON_NEGATIVE and any(v < 0 for v in numbers)):
+            parser.error(f"{flag} must be >= 0, got {value}")
 
 
 def parse_config(config_cls, description: str, helps: Dict[str, str], *,
@@ -64,7 +75,8 @@ def parse_config(config_cls, description: str, helps: Dict[str, str], *,
     for f in fields(config_cls):
         if f.name in OUT_DIR_FLAGS:  # --resume, --overwrite: added below
             continue
-        flag, help_ = "--" + f.name.replace("_", "-"), helps.get(f.name, " ")
+        flag = "--" + f.name.replace("_", "-")
+        help_ = helps.get(f.name, COMMON_HELP.get(f.name, " "))
         if isinstance(f.default, bool):
             parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=f.default,
                                 help=help_)

@@ -27,29 +27,10 @@ from __future__ import annotations
 import math
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Optional, Tuple
 
-import torch
-from _flags import parse_config
-from torch.distributions import kl_divergence
-
-from flowvae.data import load_dataset
-from flowvae.infer import (
-    GeneralizedELBO,
-    active_units,
-    gibbs_chain,
-    mutual_information,
-    plot_training_curve,
-    save_grid,
-)
-from flowvae.models import VAE
-from flowvae.train import (
-    CHECKPOINT,
-    fit,
-    prepare_out_dir,
-    read_checkpoint,
-)
+from _flags import parse_config, run_example, write_results
 
 
 @dataclass(frozen=True)
@@ -71,6 +52,7 @@ class Config:
     samples: int = 16
     gibbs_steps: int = 5
     device: str = "cpu"
+    tensorboard: bool = False
     out: str = "runs/information_preference"
     resume: bool = False
     overwrite: bool = False
@@ -108,6 +90,26 @@ def _optional_float(value: str):
     return None if value == "none" else float(value)
 
 
+if __name__ == "__main__":  # the flags first: --help and a bad flag answer before torch loads
+    CONFIG = parse_args()
+
+import torch  # noqa: E402
+from _callbacks import callbacks  # noqa: E402
+from torch.distributions import kl_divergence  # noqa: E402
+
+from flowvae.data import load_dataset  # noqa: E402
+from flowvae.infer import (  # noqa: E402
+    GeneralizedELBO,
+    active_units,
+    gibbs_chain,
+    mutual_information,
+    plot_training_curve,
+    save_grid,
+)
+from flowvae.models import VAE  # noqa: E402
+from flowvae.train import CHECKPOINT, fit, prepare_out_dir, read_checkpoint  # noqa: E402
+
+
 def spread(images, n: int):
     """``n`` images evenly spaced over ``images``: binarized MNIST's test split is sorted by
     class, so its first 1,000 images are zeros and ones."""
@@ -136,7 +138,8 @@ def train(kind: str, model, train_set, x_mi, x_eval, config: Config):
         epochs = fit(model, train_set, None, epochs=r, batch_size=config.batch_size,
                      lr=config.lr, elbo=GeneralizedELBO(kind, max_plate_nesting=1),
                      device=config.device, out_dir=out, resume=r > 1, seed=config.seed,
-                     progress=False, max_steps_per_epoch=config.steps_per_round)
+                     progress=False, max_steps_per_epoch=config.steps_per_round,
+                     callbacks=callbacks(config, out, epoch_lines=False))  # lines: below
         row = dict(kind=kind, step=r * config.steps_per_round, **measure(model, x_mi, x_eval),
                    minutes=sum(e["seconds"] for e in epochs) / 60)
         print(f"{kind:>14} step {row['step']:5d}  I(x;z) {row['mi']:.3f} nats  "
@@ -192,10 +195,10 @@ def main(config: Config) -> list:
         print(f"| {f['kind']} | {f['step']} | {f['mi']:.3f} | {f['kl']:.3g} | {f['nll']:.4f} | "
               f"{f['active_units']}/{config.latent_dim} | {f['minutes']:.1f} | "
               f"{f['sampling_minutes']:.1f} |")
-    print(f"grids: {config.out}/<objective>/ancestral.png; gibbs_chain.png, gibbs_from_data.png "
-          f"and training_curve.png")
+    print("wrote", write_results(os.path.join(config.out, "results.json"),
+                                 {"config": asdict(config), "finals": finals}))
     return finals
 
 
 if __name__ == "__main__":
-    main(parse_args())
+    run_example(main, CONFIG, "information_preference.py")

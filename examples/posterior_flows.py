@@ -23,19 +23,7 @@ import time
 from dataclasses import asdict, dataclass
 from typing import Tuple
 
-import torch
-from _flags import parse_config
-
-from flowvae.data import load_dataset
-from flowvae.infer import elbo_per_datapoint, iwae_log_likelihood, plot_training_curve, save_grid
-from flowvae.models import posterior_flow_vae
-from flowvae.train import (
-    TrainingDiverged,
-    evaluate_elbo,
-    fit,
-    prepare_out_dir,
-)
-from flowvae.transforms.conditioners import parameter_count
+from _flags import parse_config, run_example, write_results
 
 
 @dataclass(frozen=True)
@@ -54,6 +42,7 @@ class Config:
     eval_images: int = 500
     max_steps_per_epoch: int = 0
     device: str = "cpu"
+    tensorboard: bool = False
     out: str = "runs/posterior_flows"
     resume: bool = False
     overwrite: bool = False
@@ -82,6 +71,24 @@ CHOICES = {"binarize": ("fixed", "dynamic"), "models": Config.models}
 def parse_args(argv=None) -> Config:
     return parse_config(Config, __doc__.split("\n\n")[0], HELP, argv=argv, choices=CHOICES,
                         paper=PAPER, paper_help="the report's sizes")
+
+
+if __name__ == "__main__":  # the flags first: --help and a bad flag answer before torch loads
+    CONFIG = parse_args()
+
+import torch  # noqa: E402
+from _callbacks import callbacks  # noqa: E402
+
+from flowvae.data import load_dataset  # noqa: E402
+from flowvae.infer import (  # noqa: E402
+    elbo_per_datapoint,
+    iwae_log_likelihood,
+    plot_training_curve,
+    save_grid,
+)
+from flowvae.models import posterior_flow_vae  # noqa: E402
+from flowvae.train import TrainingDiverged, evaluate_elbo, fit, prepare_out_dir  # noqa: E402
+from flowvae.transforms.conditioners import parameter_count  # noqa: E402
 
 
 def spread(images, n: int):
@@ -128,7 +135,8 @@ def main(config: Config) -> list:
     torch.manual_seed(config.seed)
     train, test, levels = load(config)
     print(f"posterior flows on {config.binarize}-binarized MNIST: {len(train)} train, "
-          f"{len(test)} test images; device {config.device}; {asdict(config)}")
+          f"{len(test)} test images; {config.epochs} epochs of batches of {config.batch_size}, "
+          f"latent {config.latent_dim}, IWAE K={config.iwae}, device {config.device}")
     runs = [("normal", 0)] if "normal" in config.models else []
     runs += [(kind, k) for k in config.steps for kind in ("realnvp", "planar")
              if kind in config.models]
@@ -145,6 +153,7 @@ def main(config: Config) -> list:
             fit(model, train, None, epochs=config.epochs, batch_size=config.batch_size,
                 lr=config.lr, device=config.device, out_dir=out, seed=config.seed,
                 progress=False, max_steps_per_epoch=config.max_steps_per_epoch or None,
+                callbacks=callbacks(config, out, name),
                 resume=prepare_out_dir(out, config.resume, config.overwrite))
         except TrainingDiverged as err:
             print(f"{name}: {err}")
@@ -155,7 +164,8 @@ def main(config: Config) -> list:
         metrics = evaluate(model, test, config)
         rows.append(dict(model=name, params=parameter_count(model), train_min=minutes,
                          eval_min=(time.time() - started) / 60, **metrics))
-        print(rows[-1], flush=True)
+        print(f"{name}: test -ELBO {metrics['nelbo']:.2f}, NLL (IWAE) {metrics['nll']:.2f}, "
+              f"rate {metrics['rate_z']:.2f} nats; {minutes:.1f} min", flush=True)
         out = os.path.join(config.out, name)
         save_grid(model.generate(64), os.path.join(out, "samples.png"), title=f"{name}: samples")
         x = model.preprocess(spread(test, 16).to(config.device))
@@ -177,8 +187,12 @@ def main(config: Config) -> list:
               f"{row['nelbo']:.2f} | {row['nll']:.2f} | {row['recon']:.2f} | "
               f"{row['rate_z']:.2f} | {row['active_units_z']}/{config.latent_dim} | "
               + (f"{row['mutual_info_z']:.2f} |" if "mutual_info_z" in row else "- |"))
+    print("nats per image; I(x; z) is a Monte Carlo estimate (a small negative value is "
+          "estimator noise around 0)")
+    print("wrote", write_results(os.path.join(config.out, "results.json"),
+                                 {"config": asdict(config), "rows": rows}))
     return rows
 
 
 if __name__ == "__main__":
-    main(parse_args())
+    run_example(main, CONFIG, "posterior_flows.py")

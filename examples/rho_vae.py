@@ -28,25 +28,12 @@ import statistics
 import time
 from dataclasses import asdict, dataclass
 
-import matplotlib
-import torch
-from _flags import parse_config
+from _flags import parse_config, run_example
 
-from flowvae.data import load_dataset
-from flowvae.data.pixels import binarize
-from flowvae.infer import iwae_log_likelihood, plot_training_curve, save_grid
-from flowvae.models.rho_vae import GUIDES, VARIANTS, rho_vae
-from flowvae.train import (
-    CHECKPOINT,
-    evaluate_elbo,
-    fit,
-    prepare_out_dir,
-    read_checkpoint,
-)
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402  (after choosing the backend)
-
+VARIANTS = ("vanilla", "beta", "conv", "infovae")
+"""flowvae.models.rho_vae.VARIANTS, named here so that --help needs no torch (a test checks)."""
+GUIDES = ("normal", "ar1")
+"""flowvae.models.rho_vae.GUIDES, likewise."""
 LABELS = {"normal": "diagonal", "ar1": "AR(1)"}
 DIAGNOSTICS = ("rate_z", "distortion", "active_units_z", "mutual_info_z")
 """Latent diagnostics of :func:`flowvae.train.evaluate_elbo` kept per epoch and tabulated."""
@@ -71,6 +58,7 @@ class Config:
     iwae: int = 20
     iwae_every: int = 0
     device: str = "cpu"
+    tensorboard: bool = False
     out: str = "runs/rho_vae"
     resume: bool = False
     overwrite: bool = False
@@ -101,6 +89,23 @@ def parse_args(argv=None) -> Config:
                         paper=PAPER, paper_help="a paper-length run")
 
 
+if __name__ == "__main__":  # the flags first: --help and a bad flag answer before torch loads
+    CONFIG = parse_args()
+
+import matplotlib  # noqa: E402
+import torch  # noqa: E402
+from _callbacks import callbacks  # noqa: E402
+
+from flowvae.data import load_dataset  # noqa: E402
+from flowvae.data.pixels import binarize  # noqa: E402
+from flowvae.infer import iwae_log_likelihood, plot_training_curve, save_grid  # noqa: E402
+from flowvae.models.rho_vae import rho_vae  # noqa: E402
+from flowvae.train import CHECKPOINT, evaluate_elbo, fit, prepare_out_dir, read_checkpoint  # noqa
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402  (after choosing the backend)
+
+
 def run(config: Config, dataset: str, variant: str, guide: str, seed: int, train, test):
     torch.manual_seed(seed)
     vae, elbo = rho_vae(variant, guide, tuple(train.shape[1:]), config.latent_dim,
@@ -116,6 +121,7 @@ def run(config: Config, dataset: str, variant: str, guide: str, seed: int, train
     for epoch in range(min(done + 1, config.epochs), config.epochs + 1):
         fit(vae, train, epochs=epoch, batch_size=config.batch_size, lr=config.lr, elbo=elbo,
             out_dir=out, resume=resume or epoch > 1, seed=seed, progress=False,
+            callbacks=callbacks(config, out, epoch_lines=False),  # it prints its own lines
             device=config.device)
         metrics = evaluate_elbo(vae, test)  # every term at weight 1 (beta, MMD: not counted)
         row = {"epoch": epoch, **{k: metrics[k] for k in ("nelbo", *DIAGNOSTICS)}}
@@ -175,6 +181,9 @@ def summarize(config: Config) -> None:
             print(f"| {cell} | {key} | {fmt([diag[s] for s in seeds], units)} | "
                   f"{fmt([ar1[s] for s in seeds], units)} | "
                   f"{fmt([ar1[s] - diag[s] for s in seeds])} | {len(seeds)} |")
+    print("I(x; z) is a Monte Carlo estimate (one z per test image, q(z) from the batch's own "
+          "images): a small negative value is estimator noise around 0, as mutual information "
+          "is never negative")
     fig, axes = plt.subplots(len(datasets), len(variants), squeeze=False,
                              figsize=(2.6 * len(variants), 2.3 * len(datasets)))
     for (i, dataset), (j, variant) in itertools.product(enumerate(datasets), enumerate(variants)):
@@ -183,13 +192,15 @@ def summarize(config: Config) -> None:
                       if k.startswith(f"{dataset}/{variant}/{guide}/")]
             for n, curve in enumerate(curves):  # one line per seed, one legend entry per guide
                 axes[i][j].plot([x["epoch"] for x in curve], [x["nelbo"] for x in curve],
-                                color=color, lw=1, label=None if n else LABELS[guide])
+                                color=color, lw=1, marker="o", markersize=3,
+                                label=None if n else LABELS[guide])
         axes[i][j].set_title(f"{dataset} {variant}", fontsize=9)
         axes[i][j].set_xlabel("epoch", fontsize=8)
     axes[0][0].set_ylabel("test -ELBO (nats)")
     axes[0][0].legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(os.path.join(config.out, "test_loss.png"), dpi=100)
+    print("wrote", os.path.join(config.out, "test_loss.png"))
 
 
 def main(config: Config) -> dict:
@@ -211,4 +222,4 @@ def main(config: Config) -> dict:
 
 
 if __name__ == "__main__":
-    main(parse_args())
+    run_example(main, CONFIG, "rho_vae.py")

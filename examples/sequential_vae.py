@@ -22,21 +22,10 @@ built here), and flags given next to it still win.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Tuple
 
-import torch
-from _flags import parse_config
-from torch.distributions import kl_divergence
-
-from flowvae.data import load_dataset
-from flowvae.infer import plot_training_curve, save_grid
-from flowvae.models import SequentialVAE
-from flowvae.train import (
-    evaluate_elbo,
-    fit,
-    prepare_out_dir,
-)
+from _flags import parse_config, run_example, write_results
 
 
 @dataclass(frozen=True)
@@ -51,6 +40,7 @@ class Config:
     lr: float = 1e-3
     eval_images: int = 2000
     device: str = "cpu"
+    tensorboard: bool = False
     out: str = "runs/sequential_vae"
     resume: bool = False
     overwrite: bool = False
@@ -76,6 +66,19 @@ def parse_args(argv=None) -> Config:
     return parse_config(Config, __doc__.split("\n\n")[0], HELP, argv=argv,
                         choices={"datasets": ("mnist", "fashion-mnist", "digits")},
                         paper=PAPER, paper_help="full-length training")
+
+
+if __name__ == "__main__":  # the flags first: --help and a bad flag answer before torch loads
+    CONFIG = parse_args()
+
+import torch  # noqa: E402
+from _callbacks import callbacks  # noqa: E402
+from torch.distributions import kl_divergence  # noqa: E402
+
+from flowvae.data import load_dataset  # noqa: E402
+from flowvae.infer import plot_training_curve, save_grid  # noqa: E402
+from flowvae.models import SequentialVAE  # noqa: E402
+from flowvae.train import evaluate_elbo, fit, prepare_out_dir  # noqa: E402
 
 
 def count(model) -> int:
@@ -113,6 +116,7 @@ def run(dataset: str, config: Config) -> list:
         history = fit(model, train, None, epochs=config.epochs, batch_size=config.batch_size,
                       lr=config.lr, device=config.device, out_dir=out, seed=config.seed,
                       max_steps_per_epoch=config.max_steps_per_epoch or None, progress=False,
+                      callbacks=callbacks(config, out, f"{dataset} {name}"),
                       resume=prepare_out_dir(out, config.resume, config.overwrite))
         minutes = sum(row["seconds"] for row in history) / 60
         torch.manual_seed(config.seed)
@@ -155,9 +159,15 @@ def main(config: Config) -> list:
         gate = "-" if t == 1 else f"{gate:.3f}"
         print(f"| {d} | {name} | {params:,} | {t} | {var:.4f} | {kl:.1f} | {ent:.4f} | {gate} "
               f"| {minutes:.1f} | {units}/{dims} | {mi:.2f} | {distortion:.2f} |")
-    print(f"grids and training curves under {config.out}/<dataset>/<model>/")
+    print("wrote", write_results(os.path.join(config.out, "results.json"), {
+        "config": asdict(config), "rows": [dict(zip(COLUMNS, row)) for row in rows]}))
     return rows
 
 
+COLUMNS = ("dataset", "model", "params", "step", "posterior_variance", "kl", "sample_entropy_bits",
+           "gate", "train_minutes", "active_units", "latent_dim", "mutual_info", "distortion")
+"""The keys of a row of ``results.json`` (the table's columns, unrounded)."""
+
+
 if __name__ == "__main__":
-    main(parse_args())
+    run_example(main, CONFIG, "sequential_vae.py")

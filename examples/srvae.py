@@ -24,23 +24,11 @@ from __future__ import annotations
 import math
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
-import torch
-import torch.nn.functional as F
-from _flags import parse_config
+from _flags import parse_config, run_example, write_results
 
-from flowvae.data import DATASETS, load_dataset
-from flowvae.infer import (
-    bits_per_dim,
-    elbo_per_datapoint,
-    iwae_log_likelihood,
-    plot_training_curve,
-    save_grid,
-)
-from flowvae.models import SRVAE, VAE, FlowPriorVAE
-from flowvae.models.srvae import data_dependent_init
-from flowvae.train import evaluate_elbo, fit, prepare_out_dir
+from flowvae.choices import DATASET_NAMES as DATASETS
 
 MODELS = ("normal", "flow", "srvae")
 
@@ -66,6 +54,7 @@ class Config:
     max_steps_per_epoch: int = 0
     data_init: bool = True
     device: str = "cpu"
+    tensorboard: bool = False
     out: str = "runs/srvae"
     resume: bool = False
     overwrite: bool = False
@@ -97,6 +86,26 @@ CHOICES = {"dataset": DATASETS, "models": MODELS}
 def parse_args(argv=None) -> Config:
     return parse_config(Config, __doc__.split("\n\n")[0], HELP, argv=argv, choices=CHOICES,
                         paper=PAPER, paper_help="the paper's data and length")
+
+
+if __name__ == "__main__":  # the flags first: --help and a bad flag answer before torch loads
+    CONFIG = parse_args()
+
+import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
+from _callbacks import callbacks  # noqa: E402
+
+from flowvae.data import load_dataset  # noqa: E402
+from flowvae.infer import (  # noqa: E402
+    bits_per_dim,
+    elbo_per_datapoint,
+    iwae_log_likelihood,
+    plot_training_curve,
+    save_grid,
+)
+from flowvae.models import SRVAE, VAE, FlowPriorVAE  # noqa: E402
+from flowvae.models.srvae import data_dependent_init  # noqa: E402
+from flowvae.train import evaluate_elbo, fit, prepare_out_dir  # noqa: E402
 
 
 def build(name: str, shape, c: Config):
@@ -223,6 +232,7 @@ def main(c: Config) -> dict:
         history = fit(model, train, epochs=c.epochs, batch_size=c.batch_size, lr=c.lr,
             optimizer="adamax", device=c.device, out_dir=out, seed=c.seed,
             max_steps_per_epoch=c.max_steps_per_epoch or None, progress=False,
+            callbacks=callbacks(c, out, name),
             resume=prepare_out_dir(out, c.resume, c.overwrite))
         minutes = (time.time() - started) / 60
         print(name, "train bits/dim by epoch:", [round(h["train_bpd"], 3) for h in history])
@@ -232,7 +242,8 @@ def main(c: Config) -> dict:
         save_grids(name, model, test_dev, c.out)
         plot_training_curve(os.path.join(c.out, name, "metrics.csv"), title=name)
         results[name] = row
-        print(name, {k: round(v, 3) for k, v in row.items()}, flush=True)
+        print(f"{name}: ELBO {row['elbo_bpd']:.3f} bits/dim, IWAE {row['iwae_bpd']:.3f} "
+              f"bits/dim; {minutes:.1f} min", flush=True)
     keys = ["params", "minutes", "RE_x", "RE_y", "KL_z", "KL_u", "elbo_bpd", "iwae_bpd",
             "z_gain", "psnr_bicubic", "psnr_sample", "psnr_mean"]
     print("\n| model | " + " | ".join(keys) + " |\n|" + "---|" * (len(keys) + 1))
@@ -243,8 +254,10 @@ def main(c: Config) -> dict:
     print(f"(IWAE: K={c.iwae} on {min(c.iwae_images or len(test), len(test))} test images; "
           f"ELBO terms on {len(test)})")
     print_latent_table(results, math.prod(c.latent_shape), len(test))
+    print("wrote", write_results(os.path.join(c.out, "results.json"),
+                                 {"config": asdict(c), "results": results}))
     return results
 
 
 if __name__ == "__main__":
-    main(parse_args())
+    run_example(main, CONFIG, "srvae.py")

@@ -19,21 +19,16 @@ and the estimate of I(x; z); "-" for (b), which has no latent.
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import time
 from dataclasses import asdict, dataclass
 from functools import partial
 
-import torch
-from _flags import parse_config
+from _flags import parse_config, run_example, write_results
 
-from flowvae.data import DATASETS, load_dataset
-from flowvae.infer import bits_per_dim, iwae_log_likelihood, plot_training_curve, save_grid
-from flowvae.models import VAE, VAPNEV, FlowDensity
-from flowvae.parts import DEQUANTIZATIONS
-from flowvae.train import evaluate_elbo, fit, prepare_out_dir
+from flowvae.choices import DATASET_NAMES as DATASETS
+from flowvae.choices import DEQUANTIZATIONS
 
 
 @dataclass(frozen=True)
@@ -49,10 +44,49 @@ class Config:
     models: tuple = ("a", "b", "c", "d")
     iwae: int = 100
     device: str = "cpu"
+    tensorboard: bool = False
     out: str = "runs/vapnev-compare"
     resume: bool = False
     overwrite: bool = False
     seed: int = 0
+
+
+PAPER = dict(dataset="mnist", train_size=0, eval_images=0, epochs=20, latent_dim=256,
+             flow_channels=64)
+"""MNIST at the paper's latent size and conditioner width, which ``--paper`` selects."""
+
+CHOICES = {"dataset": DATASETS, "dequantization": DEQUANTIZATIONS}
+HELP = {"dataset": "training and test images", "epochs": "training epochs per model",
+        "batch_size": "images per SVI step", "train_size": "training images (0: all)",
+        "eval_images": "test images evaluated (0: all)", "latent_dim": "size of z",
+        "flow_channels": "conditioner width of (a)'s flow; the others are matched to its size",
+        "dequantization": "dequantization of the flows (a), (b), (d)",
+        "models": "which of (a)-(d) to run, by letter: a c (or ac)",
+        "iwae": "importance samples K of the test bits/dim", "device": "torch device, e.g. cuda",
+        "out": "folder for results.json and each model's run",
+        "seed": "seed of weights, data order and draws"}
+
+
+def parse_args(argv=None) -> Config:
+    return parse_config(Config, __doc__.split("\n\n")[0], HELP, argv=argv, choices=CHOICES,
+                        paper=PAPER, paper_help="paper sizes on MNIST")
+
+
+if __name__ == "__main__":  # the flags first: --help and a bad flag answer before torch loads
+    CONFIG = parse_args()
+
+import torch  # noqa: E402
+from _callbacks import callbacks  # noqa: E402
+
+from flowvae.data import load_dataset  # noqa: E402
+from flowvae.infer import (  # noqa: E402
+    bits_per_dim,
+    iwae_log_likelihood,
+    plot_training_curve,
+    save_grid,
+)
+from flowvae.models import VAE, VAPNEV, FlowDensity  # noqa: E402
+from flowvae.train import evaluate_elbo, fit, prepare_out_dir  # noqa: E402
 
 
 def count(module) -> int:
@@ -96,7 +130,7 @@ def main(c: Config) -> list:
         model = build()
         started, out = time.time(), os.path.join(c.out, name[1])
         fit(model, train, epochs=c.epochs, batch_size=c.batch_size, device=c.device,
-            seed=c.seed, progress=False, out_dir=out,
+            seed=c.seed, progress=False, out_dir=out, callbacks=callbacks(c, out, name),
             resume=prepare_out_dir(out, c.resume, c.overwrite))
         minutes = (time.time() - started) / 60
         x = model.preprocess(test.to(c.device))
@@ -104,17 +138,16 @@ def main(c: Config) -> list:
                                                 num_samples=c.iwae, chunk_size=50)
                             for chunk in x.split(100)])
         bpd = bits_per_dim(log_px.mean().item(), shape, dequantized=not model.p_x.discrete)
-        rows.append(dict(model=name, parameters=count(model), minutes=round(minutes, 2),
-                         test_bpd_iwae=round(bpd, 4), **diagnostics(model, test)))
+        rows.append(dict(model=name, parameters=count(model), minutes=minutes,
+                         test_bpd_iwae=bpd, **diagnostics(model, test)))
         save_grid(model.generate(32, temperature=0.8), os.path.join(out, "samples.png"),
                   title=f"{name}: samples, T=0.8")
         plot_training_curve(os.path.join(out, "metrics.csv"), title=name)
-        print(rows[-1], flush=True)
+        print(f"{name}: test bits/dim (IWAE) {bpd:.4f}; {minutes:.1f} min", flush=True)
     print(f"\n{c.dataset}, {c.epochs} epochs, IWAE K={c.iwae} on {len(test)} test images")
     print_table(rows, c)
-    os.makedirs(c.out, exist_ok=True)
-    with open(os.path.join(c.out, "results.json"), "w") as f:
-        json.dump({"config": asdict(c), "rows": rows}, f, indent=1)
+    print("wrote", write_results(os.path.join(c.out, "results.json"),
+                                 {"config": asdict(c), "rows": rows}))
     return rows
 
 
@@ -144,32 +177,12 @@ def print_table(rows: list, c: Config) -> None:
           + "---|" * (8 + deq))
     for r in rows:
         units = f"{r['active_units_z']}/{c.latent_dim}" if "active_units_z" in r else "-"
-        print(f"| {r['model']} | {r['parameters']:,} | {r['minutes']} | {r['test_bpd_iwae']} | "
+        print(f"| {r['model']} | {r['parameters']:,} | {r['minutes']:.2f} | "
+              f"{r['test_bpd_iwae']:.4f} | "
               f"{cell(r, 'rate_z')} | "
               + (f"{cell(r, 'rate_dequantization')} | " if deq else "")
               + f"{cell(r, 'distortion_8bit')} | {units} | {cell(r, 'mutual_info_z')} |")
 
 
-PAPER = dict(dataset="mnist", train_size=0, eval_images=0, epochs=20, latent_dim=256,
-             flow_channels=64)
-"""MNIST at the paper's latent size and conditioner width, which ``--paper`` selects."""
-
-CHOICES = {"dataset": DATASETS, "dequantization": DEQUANTIZATIONS}
-HELP = {"dataset": "training and test images", "epochs": "training epochs per model",
-        "batch_size": "images per SVI step", "train_size": "training images (0: all)",
-        "eval_images": "test images evaluated (0: all)", "latent_dim": "size of z",
-        "flow_channels": "conditioner width of (a)'s flow; the others are matched to its size",
-        "dequantization": "dequantization of the flows (a), (b), (d)",
-        "models": "which of (a)-(d) to run, by letter: a c (or ac)",
-        "iwae": "importance samples K of the test bits/dim", "device": "torch device, e.g. cuda",
-        "out": "folder for results.json and each model's run",
-        "seed": "seed of weights, data order and draws"}
-
-
-def parse_args(argv=None) -> Config:
-    return parse_config(Config, __doc__.split("\n\n")[0], HELP, argv=argv, choices=CHOICES,
-                        paper=PAPER, paper_help="paper sizes on MNIST")
-
-
 if __name__ == "__main__":
-    main(parse_args())
+    run_example(main, CONFIG, "vapnev_compare.py")

@@ -28,12 +28,9 @@ import time
 from dataclasses import asdict, dataclass
 from functools import partial
 
-import torch
+from _flags import parse_config, run_example
 
-from flowvae.data import DATASETS, ImageDataset, load_dataset
-from flowvae.infer import GeneralizedELBO, bits_per_dim, iwae_log_likelihood, label_agreement
-from flowvae.models import VAE, VAPNEV, FlowDensity
-from flowvae.train import OUT_DIR_FLAGS, add_out_dir_flags, evaluate_elbo, fit, prepare_out_dir
+from flowvae.choices import DATASET_NAMES
 
 #: name -> (label, training objective: None for the plain ELBO, else GeneralizedELBO kwargs)
 SETTINGS = {
@@ -66,10 +63,53 @@ class Config:
     iwae: int = 0
     iwae_images: int = 500
     device: str = "cpu"
+    tensorboard: bool = False
     out: str = "runs/vapnev-latent"
     resume: bool = False
     overwrite: bool = False
     seed: int = 0
+
+
+HELP = {"dataset": "training and test images", "settings": f"comma-separated, from: "
+        f"{', '.join(SETTINGS)}", "epochs": "training epochs per setting",
+        "batch_size": "images per step", "train_size": "training images used (0: all)",
+        "test_size": "test images evaluated", "latent_dim": "size of z",
+        "hidden": "base channels of VAPNEV's encoder and decoder",
+        "flow_channels": "conditioner width of VAPNEV's flow",
+        "iwae": "importance samples K for IWAE bits/dim (0: skip)",
+        "iwae_images": "test images of the IWAE bound",
+        "out": "folder for results.json, rate_distortion.png and each setting's run"}
+
+
+def settings(value: str) -> str:
+    """``--settings``: names of :data:`SETTINGS`, comma-separated."""
+    unknown = [name for name in value.split(",") if name not in SETTINGS]
+    if unknown:
+        raise argparse.ArgumentTypeError(f"unknown setting {unknown[0]!r}; choose from "
+                                         f"{', '.join(SETTINGS)}")
+    return value
+
+
+def parse_args(argv=None) -> Config:
+    return parse_config(Config, __doc__.split("\n\n")[0], HELP, argv=argv,
+                        choices={"dataset": DATASET_NAMES}, types={"settings": settings})
+
+
+if __name__ == "__main__":  # the flags first: --help and a bad flag answer before torch loads
+    CONFIG = parse_args()
+
+import torch  # noqa: E402
+from _callbacks import callbacks  # noqa: E402
+
+from flowvae.data import ImageDataset, load_dataset  # noqa: E402
+from flowvae.infer import (  # noqa: E402
+    GeneralizedELBO,
+    bits_per_dim,
+    iwae_log_likelihood,
+    label_agreement,
+)
+from flowvae.models import VAE, VAPNEV, FlowDensity  # noqa: E402
+from flowvae.train import evaluate_elbo, fit, prepare_out_dir  # noqa: E402
 
 
 def count(module) -> int:
@@ -101,7 +141,7 @@ def run(name: str, c: Config, train, test) -> dict:
     out = os.path.join(c.out, name)
     started = time.time()
     fit(model, train, epochs=c.epochs, batch_size=c.batch_size, elbo=elbo, device=c.device,
-        seed=c.seed, progress=False, out_dir=out,
+        seed=c.seed, progress=False, out_dir=out, callbacks=callbacks(c, out, name),
         resume=prepare_out_dir(out, c.resume, c.overwrite))
     row = dict(setting=name, label=SETTINGS[name][0], parameters=count(model),
                minutes=(time.time() - started) / 60)
@@ -177,12 +217,10 @@ def main(c: Config) -> list:
             done = {r["setting"]: r for r in json.load(f)["rows"]}
     rows = []
     for name in c.settings.split(","):
-        if name not in SETTINGS:
-            raise SystemExit(f"unknown setting {name!r}; choose from {', '.join(SETTINGS)}")
         row = done.get(name) or run(name, c, train, test)
         rows.append(row)
-        print(json.dumps({k: round(v, 4) if isinstance(v, float) else v
-                          for k, v in row.items()}), flush=True)
+        print(f"{row['label']}: rate {row['rate_z']:.2f} nats, bits/dim {row['bpd']:.3f}",
+              flush=True)
         with open(results_path, "w") as f:
             json.dump({"config": asdict(c), "rows": list({**done, **{r["setting"]: r
                                                                      for r in rows}}.values())},
@@ -206,25 +244,5 @@ def main(c: Config) -> list:
     return rows
 
 
-HELP = {"settings": f"comma-separated, from: {', '.join(SETTINGS)}",
-        "train_size": "training images used (0: all)", "test_size": "test images evaluated",
-        "iwae": "importance samples K for IWAE bits/dim (0: skip)",
-        "iwae_images": "test images of the IWAE bound",
-        "out": "folder for results.json, rate_distortion.png and each setting's run"}
-
-
-def parse_args() -> Config:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0],
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    for key, default in asdict(Config()).items():
-        if key in OUT_DIR_FLAGS:  # --resume, --overwrite: added below
-            continue
-        kwargs = dict(choices=DATASETS) if key == "dataset" else {}
-        parser.add_argument("--" + key.replace("_", "-"), type=type(default), default=default,
-                            help=HELP.get(key, " "), **kwargs)
-    add_out_dir_flags(parser)
-    return Config(**vars(parser.parse_args()))
-
-
 if __name__ == "__main__":
-    main(parse_args())
+    run_example(main, CONFIG, "vapnev_latent.py")

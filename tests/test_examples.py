@@ -4,6 +4,7 @@ import dataclasses
 import glob
 import importlib.util
 import itertools
+import json
 import math
 import os
 import re
@@ -160,3 +161,66 @@ def test_documented_example_commands_use_existing_flags(load_example, capsys):
             if exit.code:
                 pytest.fail(f"{page}: python examples/{name}.py {shlex.join(argv)}\n"
                             f"{capsys.readouterr().err}")
+
+
+EXAMPLES = sorted(os.path.basename(p)[:-3]
+                  for p in glob.glob(os.path.join(ROOT, "examples", "*.py"))
+                  if not os.path.basename(p).startswith(("_", "paper_results", "vapnev_mnist")))
+"""Every example on the shared flag builder (the lead's vapnev_mnist and paper_results aside)."""
+
+
+def run_example_script(name, *argv, cwd=ROOT, env=None):
+    return subprocess.run([sys.executable, os.path.join(ROOT, "examples", f"{name}.py"), *argv],
+                          cwd=cwd, capture_output=True, text=True, timeout=600,
+                          env=dict(os.environ, OMP_NUM_THREADS="1", **(env or {})))
+
+
+@pytest.mark.parametrize("name", EXAMPLES)
+def test_example_help_imports_no_torch_and_a_bad_value_is_one_line(name, tmp_path):
+    probe = ("import runpy, sys\nsys.argv = [sys.argv[1], '--help']\n"
+             "try:\n    runpy.run_path(sys.argv[0], run_name='__main__')\n"
+             "except SystemExit as exit:\n    assert exit.code == 0, exit.code\n"
+             "print('torch loaded:', 'torch' in sys.modules)\n")
+    done = subprocess.run([sys.executable, "-c", probe, os.path.join(ROOT, "examples",
+                                                                      f"{name}.py")],
+                          cwd=os.path.join(ROOT, "examples"), capture_output=True, text=True,
+                          env=dict(os.environ, COLUMNS="200"), timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.rstrip().endswith("torch loaded: False")  # parsed before torch loads
+    options = done.stdout.split("\n  --")[1:]
+    assert len(options) > 5 and all("(default:" in o for o in options), options
+    out = tmp_path / "X"
+    flag = "--rounds" if name == "information_preference" else "--epochs"
+    for argv in ([flag, "0"], ["--no-such-flag"], ["--batch-size", "-3"]):
+        bad = run_example_script(name, *argv, "--out", str(out))
+        assert bad.returncode == 2 and bad.stdout == "", (argv, bad.stdout)
+        assert len(bad.stderr.splitlines()) == 1 and f"{name}.py: error:" in bad.stderr, argv
+        assert not out.exists(), argv
+
+
+def test_rho_vae_names_the_library_choices_without_importing_it(load_example):
+    from flowvae.models import rho_vae
+
+    example = load_example("rho_vae")
+    assert (example.VARIANTS, example.GUIDES) == (rho_vae.VARIANTS, rho_vae.GUIDES)
+
+
+def test_vapnev_script_logs_epochs_without_a_terminal_and_lists_its_files(tmp_path):
+    done = run_example_script("vapnev", "--epochs", "2", "--max-steps-per-epoch", "1",
+                              "--latent-dim", "2", "--hidden", "4", "--flow-channels", "4",
+                              "--eval-images", "16", "--no-compare", "--tensorboard",
+                              "--out", "run", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    lines = done.stdout.splitlines()
+    assert [line.split(":")[0] for line in lines if line.startswith("epoch ")] == [
+        "epoch 1/2 step 1", "epoch 2/2 step 2"]  # one line per epoch, stdout not a terminal
+    listed = lines[lines.index(next(x for x in lines if x.startswith("files written"))) + 1:]
+    on_disk = {os.path.relpath(os.path.join(d, f), tmp_path / "run")
+               for d, _, names in os.walk(tmp_path / "run") for f in names}
+    assert {x.strip() for x in listed} == on_disk
+    assert {"results.json", "training_curve.png", "checkpoint.pt"} <= on_disk
+    assert any(f.startswith("tensorboard" + os.sep + "events.out") for f in on_disk)
+    results = json.loads((tmp_path / "run" / "results.json").read_text())["results"]
+    shown = next(x for x in lines if x.startswith("| test bits/dim (ELBO)"))
+    assert shown.split("|")[2].strip() == f"{results['free bits']['bpd']:.3f}"  # rounded there
+    assert results["free bits"]["bpd"] != round(results["free bits"]["bpd"], 3)  # full here
