@@ -58,11 +58,12 @@ class AffineCoupling(CheckedTransform):
     float32 rounding difference in a later layer's input can round to another bfloat16 value,
     so that a numerically inverted stack of couplings returns ``x`` only to about ``1e-3``.
 
-    ``forward`` and ``inverse`` are entry points (:class:`~flowvae.transforms.base.
-    CheckedTransform`): a non-empty ``(B, *shape)`` input and a ``(B, context_features)``
-    context, both in the dtype of the layer's parameters (a TypeError naming it otherwise;
-    nothing is cast) and, while Pyro's validation is on, finite (a ValueError naming the
-    argument). Inside a flow the layer runs unchecked (``_forward`` / ``_inverse``).
+    ``forward`` and ``inverse`` are entry points
+    (:class:`~flowvae.transforms.base.CheckedTransform`): a non-empty ``(B, *shape)`` input
+    and a ``(B, context_features)`` context, both in the dtype of the layer's parameters (a
+    TypeError naming it otherwise; nothing is cast) and, while Pyro's validation is on,
+    finite (a ValueError naming the argument). Inside a flow the layer runs unchecked
+    (``_forward`` / ``_inverse``).
 
     Example:
         >>> import torch
@@ -104,8 +105,8 @@ class AffineCoupling(CheckedTransform):
 
     @property
     def kept_mask(self) -> Tensor:
-        """The checkerboard ``b`` of a masked coupling (:class:`~flowvae.transforms.
-        partitions.CheckerboardMask`)."""
+        """The checkerboard ``b`` of a masked coupling
+        (:class:`~flowvae.transforms.partitions.CheckerboardMask`)."""
         return self.partition.kept_mask
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):

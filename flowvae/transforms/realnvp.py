@@ -45,12 +45,13 @@ class ConditionalRealNVP(CheckedTransform):
     Direction (nflows): ``forward(x, context) -> (noise, logabsdet)`` maps data to noise;
     ``inverse(noise, context) -> (x, logabsdet)``. ``logabsdet`` has shape ``(B,)``.
 
-    Every call checks its arguments once, at the entry (:class:`~flowvae.transforms.base.
-    CheckedTransform`; the layers inside are not checked again): ``inputs`` a non-empty
-    ``(B, *shape)`` tensor in the dtype of the flow's parameters (never cast: convert the input
-    or the flow), ``context`` a ``(B, context_features)`` tensor of the same dtype, and, while
-    Pyro's validation is on (``pyro.enable_validation``), both finite, with the results, in one
-    host read. Errors start with ``ConditionalRealNVP``.
+    Every call checks its arguments once, at the entry
+    (:class:`~flowvae.transforms.base.CheckedTransform`; the layers inside are not checked
+    again): ``inputs`` a non-empty ``(B, *shape)`` tensor in the dtype of the flow's
+    parameters (never cast: convert the input or the flow), ``context`` a
+    ``(B, context_features)`` tensor of the same dtype, and, while Pyro's validation is on
+    (``pyro.enable_validation``), both finite, with the results, in one host read. Errors start
+    with ``ConditionalRealNVP``.
 
     Example:
         >>> import torch
