@@ -23,7 +23,12 @@ The objective returned with the model is :class:`~flowvae.infer.GeneralizedELBO`
 ``kl_divergence(q(z|x), p(z))`` in closed form for both guides (``AR1Normal`` registers its
 KLs with torch), never a Monte-Carlo estimate. InfoVAE's regulariser is the squared MMD between
 the *aggregate* posterior (the batch of samples ``z_i ~ q(z|x_i)``) and prior draws, weighted by
-``lambda`` per data point (InfoVAE with ``alpha = 0``: the KL keeps weight 1).
+``lambda`` per data point (InfoVAE with ``alpha = 0``: the KL keeps weight 1). The rho-VAE paper
+gives no weights; the default ``lambda = 100`` is measured on MNIST (6,000 images, 5 epochs,
+latent 16, diagonal guide: rate 6.2 / 8.1 / 6.3 / 4.4 / 3.3 / 2.1 nats at ``lambda`` = 0 / 1 / 10 /
+100 / 300 / 1000): larger weights on from the first step hold ``q(z)`` at the
+prior before the decoder uses ``z`` and delay the latent's use (not the objective's optimum: a
+model trained at ``lambda = 0`` keeps its latent when 1000 is then switched on).
 
 Unlike the authors' released code, the AR(1) samples include ``rho`` and the
 ``sqrt(1 - rho^2)`` factor (so they follow the density the KL describes), the beta-VAE has a
@@ -59,7 +64,7 @@ def rho_vae(
     *,
     hidden: Optional[int] = None,
     beta: float = 4.0,
-    mmd_weight: float = 1000.0,
+    mmd_weight: float = 100.0,
     per_dim_scale: bool = False,
     likelihood: str = "bernoulli",
     **vae_kwargs,
@@ -77,7 +82,8 @@ def rho_vae(
             convolutions without residual blocks.
         beta: the KL weight of ``variant="beta"``.
         mmd_weight: InfoVAE's ``lambda``, the weight of the per-data-point squared MMD
-            (``variant="infovae"``); the reconstruction sums over pixels, so it grows with them.
+            (``variant="infovae"``); the reconstruction sums over pixels, so it grows with them
+            (default: 28x28 images; module docstring).
         per_dim_scale: the AR(1) guide with ``d`` scales instead of one (``guide="ar1"``).
         likelihood: the VAE's ``p(x|z)`` (default Bernoulli, dynamically binarized).
         **vae_kwargs: further arguments of :class:`~flowvae.models.VAE` (e.g.
