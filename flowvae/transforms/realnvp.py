@@ -143,10 +143,10 @@ class VectorRealNVP(ConditionalRealNVP):
                  num_couplings: int = _VECTOR["num_couplings"],
                  hidden_features: int = _VECTOR["hidden_features"],
                  num_layers: int = _VECTOR["num_layers"], actnorm: bool = _VECTOR["actnorm"]):
-        self._setup(shape, context_features, actnorm, num_couplings=(num_couplings, 1),
-                    hidden_features=(hidden_features, 1), num_layers=(num_layers, 0))
+        owner = self._setup(shape, context_features, actnorm, num_couplings=(num_couplings, 1),
+                            hidden_features=(hidden_features, 1), num_layers=(num_layers, 0))
         if self.shape[0] < 2:
-            raise ValueError(f"a vector RealNVP needs D >= 2, got shape {self.shape}")
+            raise ValueError(f"{owner}: shape: a vector RealNVP needs D >= 2, got {self.shape}")
         factory = partial(_mlp_factory, self.context_features, hidden_features=hidden_features,
                           num_layers=num_layers)
         self.flow = self._stage(self.shape, factory, "channel", num_couplings)
