@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 import os
 import re
+import warnings
 from typing import List, Optional, Union
 
 import torch
@@ -82,7 +83,14 @@ class DifferentiableELBO(nn.Module):
         if isinstance(self.elbo, JitTrace_ELBO):
             # Pyro's JitTrace_ELBO.differentiable_loss adds the loss, not detached, to the
             # surrogate: twice SVI's gradient (pyro 1.9)
-            loss, surrogate = self.elbo.loss_and_surrogate_loss(self._model, self._guide, x)
+            with warnings.catch_warnings():
+                # Pyro's JitTrace_ELBO is built on torch.jit.trace, which torch deprecates with
+                # a FutureWarning per trace: nothing a flowvae user can act on (--elbo jit is
+                # Pyro's); the TracerWarnings about the traced graph still show
+                warnings.filterwarnings("ignore", message=r"`torch\.jit\.trace` is deprecated",
+                                        category=FutureWarning)
+                loss, surrogate = self.elbo.loss_and_surrogate_loss(self._model, self._guide,
+                                                                    x)
             return loss.detach() + (surrogate - surrogate.detach())
         return self.elbo.differentiable_loss(self._model, self._guide, x)
 
