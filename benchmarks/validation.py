@@ -133,7 +133,7 @@ def check_costs(flow, x, context, calls: int = 200, repeats: int = 15) -> Dict[s
     """Milliseconds of the checks one flow call makes, alone, with validation on and off
     (median of ``repeats`` samples of ``calls`` calls, interleaved): the entry check of the
     arguments and the finiteness check of arguments and results
-    (:class:`~flowvae.transforms.base.CheckedTransform`). On a loaded machine their share of a
+    (:class:`~flowvae.transforms.CheckedTransform`). On a loaded machine their share of a
     call, ``1 + (on - off) / call``, is steadier than a ratio of two whole calls."""
     with torch.no_grad():
         outputs, logabsdet = flow(x, context)

@@ -20,7 +20,7 @@ precision the caller asked for, and integer pixels need a dequantisation and a s
 the caller can choose. The message says which conversion to make.
 
 A flow checks its arguments once, at its entry, and runs its layers unchecked
-(:class:`flowvae.transforms.base.CheckedTransform`), so that a flow of twenty couplings costs
+(:class:`flowvae.transforms.CheckedTransform`), so that a flow of twenty couplings costs
 one metadata check and one finiteness check (a single host read), not twenty-one. Other
 composites may run their parts inside :func:`nested` to skip the parts' value checks.
 """

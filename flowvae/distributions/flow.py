@@ -93,7 +93,7 @@ class FlowDistribution(TorchDistribution):
     Validation (while Pyro's is on): the base parameters are checked when the distribution is
     made (``arg_constraints``), and a value to score by ``log_prob``: its shape here, its
     values once, by the transform's own entry check when the transform is a
-    :class:`~flowvae.transforms.base.CheckedTransform` (ConditionalRealNVP: a ValueError
+    :class:`~flowvae.transforms.CheckedTransform` (ConditionalRealNVP: a ValueError
     naming it), else by Pyro's support check.
 
     Note: the transform runs inside ``log_prob``, after Pyro has traced the model, so its
@@ -217,7 +217,7 @@ class FlowDistribution(TorchDistribution):
 
     def _validate_value(self, value: Tensor) -> None:
         """Pyro's check of a value to score; for a transform that checks its own entry (a
-        :class:`~flowvae.transforms.base.CheckedTransform`, e.g. ConditionalRealNVP), only the
+        :class:`~flowvae.transforms.CheckedTransform`, e.g. ConditionalRealNVP), only the
         shapes here: its values are read once, by the transform."""
         if not isinstance(self.transform, CheckedTransform):
             self._validate_sample(value)

@@ -35,7 +35,7 @@ MASKS = ("checkerboard", "channel")  # the deprecated ``mask=`` values
 
 class AffineCoupling(CheckedTransform):
     r"""Affine coupling ``y_B = x_B * exp(s(x_A, c)) + t(x_A, c)``, ``y_A = x_A``, for any
-    :class:`~flowvae.transforms.partitions.Partition` of the input into ``(x_A, x_B)``.
+    :class:`~flowvae.transforms.Partition` of the input into ``(x_A, x_B)``.
 
     Direction (nflows): ``forward(x, context)`` maps data to noise and returns
     ``(y, logabsdet)`` with ``logabsdet = sum s`` of shape ``(B,)``; ``inverse`` is exact.
@@ -59,7 +59,7 @@ class AffineCoupling(CheckedTransform):
     so that a numerically inverted stack of couplings returns ``x`` only to about ``1e-3``.
 
     ``forward`` and ``inverse`` are entry points
-    (:class:`~flowvae.transforms.base.CheckedTransform`): a non-empty ``(B, *shape)`` input
+    (:class:`~flowvae.transforms.CheckedTransform`): a non-empty ``(B, *shape)`` input
     and a ``(B, context_features)`` context, both in the dtype of the layer's parameters (a
     TypeError naming it otherwise; nothing is cast) and, while Pyro's validation is on,
     finite (a ValueError naming the argument). Inside a flow the layer runs unchecked
@@ -100,13 +100,13 @@ class AffineCoupling(CheckedTransform):
 
     @property
     def split_at(self) -> int:
-        """Where a channel split cuts (:class:`~flowvae.transforms.partitions.ChannelSplit`)."""
+        """Where a channel split cuts (:class:`~flowvae.transforms.ChannelSplit`)."""
         return self.partition.split_at
 
     @property
     def kept_mask(self) -> Tensor:
         """The checkerboard ``b`` of a masked coupling
-        (:class:`~flowvae.transforms.partitions.CheckerboardMask`)."""
+        (:class:`~flowvae.transforms.CheckerboardMask`)."""
         return self.partition.kept_mask
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):

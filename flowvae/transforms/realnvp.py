@@ -46,7 +46,7 @@ class ConditionalRealNVP(CheckedTransform):
     ``inverse(noise, context) -> (x, logabsdet)``. ``logabsdet`` has shape ``(B,)``.
 
     Every call checks its arguments once, at the entry
-    (:class:`~flowvae.transforms.base.CheckedTransform`; the layers inside are not checked
+    (:class:`~flowvae.transforms.CheckedTransform`; the layers inside are not checked
     again): ``inputs`` a non-empty ``(B, *shape)`` tensor in the dtype of the flow's
     parameters (never cast: convert the input or the flow), ``context`` a
     ``(B, context_features)`` tensor of the same dtype, and, while Pyro's validation is on
@@ -116,7 +116,7 @@ class ConditionalRealNVP(CheckedTransform):
 
 class VectorRealNVP(ConditionalRealNVP):
     r"""RealNVP on vectors ``(D,)``: ``num_couplings`` affine couplings of alternating halves
-    (:class:`~flowvae.transforms.partitions.ChannelSplit`, parity ``0, 1, 0, ...``), each with
+    (:class:`~flowvae.transforms.ChannelSplit`, parity ``0, 1, 0, ...``), each with
     an :class:`~flowvae.transforms.MLPConditioner` on ``[x_A, context]``; data -> noise.
 
     Args:
