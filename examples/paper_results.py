@@ -336,6 +336,18 @@ def zhao_rows(records: list) -> list:
 
 
 NOT_RUN = {
+    "vapnev_mnist": [["MNIST: a VAPNEV that uses z beats the same flow without z at equal "
+                      "parameters and steps", "CIFAR-10: VAPNEV 2.8 < Real NVP 3.02 bits/dim",
+                      "-", "5 epochs of each model", "python examples/vapnev_mnist.py",
+                      "open: no epoch finished by both models yet"]],
+    "rho_vae": [["MNIST and Fashion-MNIST, 4 variants: AR(1) q has a lower test NLL than "
+                 "diagonal q", "lower in every cell (figures only, no numbers)", "-",
+                 "48 models x 50 epochs of all images; measured 16-22 s per epoch of an MLP "
+                 "model on a loaded core (600 steps), so about 15 min per MLP model and "
+                 "several times that for conv",
+                 "python examples/rho_vae.py --paper",
+                 "not run here yet: started, and stopped at epoch 21 of its first model to "
+                 "give both cores to VAPNEV; `--resume` continues it"]],
     "posterior_flows": [["binarized MNIST: a RealNVP posterior (k = 2) beats planar flows and "
                          "the diagonal Gaussian", "rNVP k=2: 60.57 (-log p(x|z), not an NLL); "
                          "literature anchors: VAE 86.55, planar 86.06 nats",
