@@ -181,7 +181,8 @@ def collect_zhao(out: str, commit: str, command: str, iwae: int = 100, **_) -> l
             p = samples[t].clamp(1e-6, 1 - 1e-6)
             entropy = float(-(p * p.log2() + (1 - p) * (1 - p).log2()).mean())
             values += [("posterior_variance", site, float(variance[t]), "per pixel", None),
-                       ("sample_entropy", site, entropy, "bits/pixel", None),("rate", site, metrics[f"rate_{site}"], "nats", None),
+                       ("sample_entropy", site, entropy, "bits/pixel", None),
+                       ("rate", site, metrics[f"rate_{site}"], "nats", None),
                        ("mutual_info", site, metrics[f"mutual_info_{site}"], "nats", None),
                        ("active_units", site, metrics[f"active_units_{site}"],
                         f"of {model.latent_dim}", None)]
@@ -258,7 +259,8 @@ def rho_vae_rows(records: list) -> list:
         rows.append([f"{dataset} {variant}: AR(1) q has a lower test NLL than diagonal q",
                      "lower in every cell (figures only, no numbers)",
                      f"AR(1) - diagonal = {mean_pm(diff)} nats (IWAE K={some['iwae_k']}, "
-                     f"{len(seeds)} seeds; diagonal {mean_pm([nll['diagonal'][s]['value'] for s in seeds])}"
+                     f"{len(seeds)} seeds; diagonal "
+                     f"{mean_pm([nll['diagonal'][s]['value'] for s in seeds])}"
                      f"; rate {mean_pm(rate)} nats; s.e. {spread:.2f})",
                      f"{some['epochs']} epochs, {some['train_images']:,} images, "
                      f"{some['train_minutes']:.0f} min/model", some["command"], verdict])
@@ -287,7 +289,8 @@ def vapnev_rows(records: list) -> list:
     return [["MNIST: a VAPNEV that uses z beats the same flow without z at equal parameters "
              "and steps", "CIFAR-10: VAPNEV 2.8 < Real NVP 3.02 bits/dim (no MNIST number)",
              f"IWAE bits/dim {a['value']:.3f} (VAPNEV) vs {b['value']:.3f} (no z): VAPNEV "
-             f"{'ahead' if ahead > 0 else 'behind'} by {abs(ahead):.3f}; rate {rate['value']:.1f} nats, labels kept "
+             f"{'ahead' if ahead > 0 else 'behind'} by {abs(ahead):.3f}; "
+             f"rate {rate['value']:.1f} nats, labels kept "
              f"{kept['value']:.1%} (K={a['iwae_k']}, {a['test_images']} images; one seed)",
              f"{epoch} epochs = {a['steps']:,} steps of 64 on {a['train_images']:,} images, "
              f"{a['train_minutes']:.0f} min", a["command"], verdict]]
@@ -374,7 +377,7 @@ def render(results: dict) -> str:
         table = table or NOT_RUN.get(name) or [[
             "-", "-", "-", "-", "-", "not run here yet (no finished model recorded)"]]
         lines += [f"## {title}", "", HEADER, "|---|---|---|---|---|---|"]
-        lines += ["| " + " | ".join(str(c).replace("|", "\\|") for c in row) + " |"
+        lines += ["| " + " | ".join(cell(c, i == 4) for i, c in enumerate(row)) + " |"
                   for row in table]
         if name in results:
             lines += ["", f"{len(results[name])} records: "
@@ -383,6 +386,12 @@ def render(results: dict) -> str:
     if "vapnev_mnist" in results:
         lines += curve_table(results["vapnev_mnist"])
     return "\n".join(lines)
+
+
+def cell(text, code: bool = False) -> str:
+    """A table cell: ``|`` escaped; a command as inline code (never running text)."""
+    text = str(text).replace("|", "\\|")
+    return f"`{text}`" if code and text.startswith("python") else text
 
 
 def curve_table(records: list) -> list:
@@ -425,7 +434,8 @@ to the tree cannot change it mid-run:
 git archive HEAD | tar -x -C /tmp/snap && cd /tmp/snap
 OMP_NUM_THREADS=1 PYTHONPATH=$PWD python examples/vapnev_mnist.py --models vapnev \\
     --out $OLDPWD/runs/paper/vapnev_mnist            # and --models flow, beside it
-OMP_NUM_THREADS=1 PYTHONPATH=$PWD python examples/rho_vae.py --paper --out $OLDPWD/runs/paper/rho_vae
+OMP_NUM_THREADS=1 PYTHONPATH=$PWD python examples/rho_vae.py --paper \\
+    --out $OLDPWD/runs/paper/rho_vae
 OMP_NUM_THREADS=1 PYTHONPATH=$PWD python examples/sequential_vae.py --paper --datasets mnist \\
     --out $OLDPWD/runs/paper/zhao-sequential
 cd - && python examples/paper_results.py collect vapnev_mnist runs/paper/vapnev_mnist
