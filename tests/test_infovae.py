@@ -9,7 +9,6 @@ step) is in ``tests/test_latent_use.py``."""
 
 import math
 
-import pyro
 import pytest
 import torch
 from pyro import poutine
