@@ -220,9 +220,10 @@ def check_finite(
 
     Call it after computing ``results`` (NaN propagates without an error, so nothing is lost)
     to check arguments and results with one host synchronisation; nothing at all when
-    :func:`value_checks_enabled` is false. The check is one fused reduction: the sum of all
-    the values is finite exactly when every value is, unless finite values overflow the sum,
-    which a second, exact pass tells apart.
+    :func:`value_checks_enabled` is false. The check is one fused reduction (a sum per tensor,
+    stacked and summed: no copy of the values, one host read): the sum of all the values is
+    finite exactly when every value is, unless finite values overflow the sum, which a
+    second, exact pass tells apart.
     """
     if not value_checks_enabled():
         return

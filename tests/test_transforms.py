@@ -655,3 +655,15 @@ def test_a_models_flow_options_reach_the_conditioner_as_given():
         VAPNEV((1, 4, 4), latent_dim=3, flow_kwargs=dict(alpha=0.1))
     with pytest.raises(TypeError, match=r"hidden_features \(vector flow\)"):
         VAPNEV((1, 4, 4), latent_dim=3, flow_kwargs=dict(hidden_features=8))
+
+
+def test_finite_values_whose_sum_overflows_pass_the_finiteness_check():
+    """The finiteness check sums all values in one reduction; when finite values overflow
+    that sum, the exact second pass lets them through (and still names a real infinity)."""
+    flow = ConditionalRealNVP((4,), None, hidden_features=4)  # the identity at init
+    huge = torch.full((3, 4), 3e38)
+    noise, logdet = flow(huge)
+    assert torch.equal(noise, huge) and torch.equal(logdet, torch.zeros(3))
+    huge[1, 2] = float("inf")
+    with pytest.raises(ValueError, match=r"inputs: expected finite values, got 0 NaN and 1 inf"):
+        flow(huge)
