@@ -282,6 +282,7 @@ def vapnev_rows(records: list) -> list:
         return hit[0] if hit else None
 
     a, b = value(ours, "bits_per_dim", True), value(flow, "bits_per_dim", True)
+    ea, eb = value(ours, "bits_per_dim"), value(flow, "bits_per_dim")
     rate, kept = value(ours, "rate"), value(ours, "labels_kept")
     ahead = b["value"] - a["value"]
     verdict = ("reproduced" if ahead > 0.01 and kept["value"] > 0.5 else
@@ -291,8 +292,10 @@ def vapnev_rows(records: list) -> list:
              f"IWAE bits/dim {a['value']:.3f} (VAPNEV) vs {b['value']:.3f} (no z): VAPNEV "
              f"{'ahead' if ahead > 0 else 'behind'} by {abs(ahead):.3f}; "
              f"rate {rate['value']:.1f} nats, labels kept "
-             f"{kept['value']:.1%} (K={a['iwae_k']}, {a['test_images']} images; one seed)",
-             f"{epoch} epochs = {a['steps']:,} steps of 64 on {a['train_images']:,} images, "
+             f"{kept['value']:.1%} (K={a['iwae_k']}, {a['test_images']} images; one seed); "
+             f"by the ELBO on {ea['test_images']:,} images {ea['value']:.3f} vs "
+             f"{eb['value']:.3f}",
+             f"{epoch} epoch{'s' if epoch > 1 else ''} = {a['steps']:,} steps of 64 on {a['train_images']:,} images, "
              f"{a['train_minutes']:.0f} min", a["command"], verdict]]
 
 
