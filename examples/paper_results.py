@@ -295,7 +295,8 @@ def vapnev_rows(records: list) -> list:
              f"{kept['value']:.1%} (K={a['iwae_k']}, {a['test_images']} images; one seed); "
              f"by the ELBO on {ea['test_images']:,} images {ea['value']:.3f} vs "
              f"{eb['value']:.3f}",
-             f"{epoch} epoch{'s' if epoch > 1 else ''} = {a['steps']:,} steps of 64 on {a['train_images']:,} images, "
+             f"{epoch} epoch{'s' if epoch > 1 else ''} = {a['steps']:,} steps of 64 on "
+             f"{a['train_images']:,} images, "
              f"{a['train_minutes']:.0f} min", a["command"], verdict]]
 
 
