@@ -66,6 +66,7 @@ COVERED_ELSEWHERE = {  # command shown in the guide pages -> what runs it
     'pip install -e ".[test,docs]"': ".ci/run",
     "python -m pytest": ".ci/run",
     "export FLOWVAE_DATA=/data/flowvae": "the resolve_root doctest of docs/guide/installation.md",
+    "tensorboard --logdir runs": "tests/test_tensorboard.py (the event files, read back)",
 }
 
 
@@ -262,6 +263,8 @@ def test_quickstart_commands_run(tmp_path, monkeypatch, capsys, one_thread):
         argv = shlex.split(command) + tiny
         if argv[0] == "python":
             monkeypatch.setattr(sys, "argv", argv[1:])
+            # as `python examples/x.py` does: the script's folder first on sys.path (_flags)
+            monkeypatch.syspath_prepend(os.path.dirname(os.path.join(ROOT, argv[1])))
             runpy.run_path(os.path.join(ROOT, argv[1]), run_name="__main__")
         else:
             assert argv[0] == "flowvae"
