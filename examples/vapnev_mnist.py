@@ -26,14 +26,12 @@ from __future__ import annotations
 
 import json
 import os
-import platform
-import subprocess
 import sys
-import time
 from dataclasses import asdict, dataclass
 from functools import partial
 
 from _flags import parse_config
+from paper_results import commit_id, hardware
 
 MODELS = ("vapnev", "flow")
 
@@ -157,7 +155,6 @@ def train_classifier(c: Config, train, test):
     """Logistic regression on pixels / 255 of ``classifier_images`` training images, and its
     accuracy on all test originals (the ceiling of ``labels_kept``)."""
     import torch
-
     from sklearn.linear_model import LogisticRegression
 
     images = evenly(train.images, c.classifier_images)
@@ -166,24 +163,6 @@ def train_classifier(c: Config, train, test):
     flat = lambda t: t.reshape(len(t), -1).double().numpy() / 255  # noqa: E731
     classifier = LogisticRegression(max_iter=1000).fit(flat(images), labels.numpy())
     return classifier, float(classifier.score(flat(test.images), test.labels.numpy()))
-
-
-def cpu_name() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            return next(line.split(":", 1)[1].strip() for line in f
-                        if line.startswith("model name"))
-    except (OSError, StopIteration):
-        return platform.processor() or platform.machine()
-
-
-def commit_id() -> str:
-    try:
-        here = os.path.dirname(os.path.abspath(__file__))
-        return subprocess.run(["git", "-C", here, "rev-parse", "--short", "HEAD"], check=True,
-                              capture_output=True, text=True).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return os.environ.get("FLOWVAE_COMMIT", "unknown")
 
 
 def run_model(name: str, build, c: Config, train, test, classifier, meta: dict) -> list:
@@ -233,9 +212,7 @@ def main(c: Config) -> dict:
     print(f"classifier accuracy on the test originals: {accuracy:.1%}", flush=True)
     meta = {"config": asdict(c), "command": " ".join(["python", *sys.argv]),
             "commit": commit_id(), "classifier_accuracy": accuracy,
-            "train_images": len(train.images),
-            "hardware": f"{cpu_name()}, {os.cpu_count()} cores, "
-                        f"torch {torch.__version__} with {torch.get_num_threads()} thread(s)"}
+            "train_images": len(train.images), "hardware": hardware(torch.get_num_threads())}
     return {name: run_model(name, build[name], c, train, test, classifier, meta)
             for name in c.models}
 
