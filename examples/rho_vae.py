@@ -54,7 +54,7 @@ class Config:
     conv_channels: int = 8
     per_dim_scale: bool = False
     beta: float = 4.0
-    mmd_weight: float = 1000.0
+    mmd_weight: float = 100.0
     iwae: int = 20
     iwae_every: int = 0
     device: str = "cpu"
