@@ -186,11 +186,20 @@ def test_a_float64_model_trains_and_evaluates_in_float64(build):
     assert torch.isfinite(torch.tensor(evaluate_elbo(model, data)["nelbo"]))
 
 
+def _counted(guide, calls):
+    """``guide``, recording each call's observation in ``calls``."""
+    def counted(x, *args, **kwargs):
+        calls.append(x)
+        return guide(x, *args, **kwargs)
+
+    return counted
+
+
 def test_setup_computes_the_elbo_once_before_the_first_step(tmp_path):
     """One pass finds the tensors to train and initialises the data-dependent layers (it was
     two); a resumed run, with nothing to initialise, makes one pass too."""
-    from flowvae.train import Callback
     from flowvae.nn.init import needs_data_init
+    from flowvae.train import Callback
 
     class GuideCalls(Callback):
         def on_start(self, run):
@@ -199,8 +208,7 @@ def test_setup_computes_the_elbo_once_before_the_first_step(tmp_path):
     for resume in (False, True):
         model, calls = delta_vapnev(), []
         assert needs_data_init(model)
-        guide = model.guide
-        model.guide = lambda x, *args, **kwargs: calls.append(x) or guide(x, *args, **kwargs)
+        model.guide = _counted(model.guide, calls)
         hook = GuideCalls()
         fit(model, grey_images(16), epochs=1 + resume, batch_size=8, progress=False,
             out_dir=str(tmp_path), resume=resume, callbacks=[hook])
