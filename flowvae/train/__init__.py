@@ -9,6 +9,8 @@
 * :mod:`~flowvae.train.step`: :func:`training_step`, :class:`DifferentiableELBO`,
   :func:`trainable_parameters`, :func:`initialize_on_data`;
 * :mod:`~flowvae.train.callbacks`: progress bar, metrics files, checkpointing, time limit;
+* :mod:`~flowvae.train.tensorboard`: :class:`TensorBoard`, a callback that logs every metric
+  and sample / reconstruction grids for ``tensorboard --logdir``;
 * :mod:`~flowvae.train.checkpoint`: :func:`save_checkpoint`, :func:`read_checkpoint`,
   :func:`load_model` (checksummed, loaded with ``weights_only=True``);
 * :mod:`~flowvae.train.rundir`: :func:`prepare_out_dir` (the ``--resume`` / ``--overwrite``
@@ -31,6 +33,7 @@ _WHERE = {  # name -> its module, imported on first use: the CLI reads .config w
         "load_model", "read_checkpoint", "save_checkpoint")},
     **{name: "flowvae.train.config" for name in ("CHECKPOINT", "PRECISIONS", "FitConfig")},
     "setup_distributed": "flowvae.train.distributed",
+    "TensorBoard": "flowvae.train.tensorboard",
     **{name: "flowvae.train.rundir" for name in (
         "OUT_DIR_FLAGS", "RunDirectoryError", "add_out_dir_flags", "prepare_out_dir",
         "write_metrics")},
@@ -54,6 +57,7 @@ __all__ = [
     "FitConfig",
     "MetricsLog",
     "Progress",
+    "TensorBoard",
     "TimeLimit",
     "TrainingDiverged",
     "TrainingRun",
