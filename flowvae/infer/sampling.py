@@ -104,9 +104,9 @@ def plot_training_curve(metrics_csv: str, path: Optional[str] = None, *,
     :func:`flowvae.train.fit` writes, nats per image) or ``"bpd"``; a run without a test set
     shows the train curve only; of a CSV that several fresh runs appended to, the newest run is
     plotted. ``train_label`` names the training curve (default ``"train -ELBO"``); say what
-    was optimized, e.g. ``"training objective (free bits)"``. Writes a PNG to ``path`` (default: ``training_curve.png``
-    beside the CSV) and returns the path. Needs matplotlib (``pip install "flowvae[examples]"``),
-    which is imported only here.
+    was optimized, e.g. ``"training objective (free bits)"``. Writes a PNG to ``path``
+    (default: ``training_curve.png`` beside the CSV) and returns the path. Needs matplotlib
+    (``pip install "flowvae[examples]"``), which is imported only here.
     """
     try:
         from matplotlib.figure import Figure
