@@ -267,6 +267,10 @@ def rho_vae_rows(records: list) -> list:
     return rows
 
 
+SPREAD = 0.05
+"""bits/dim between two runs that differ only in their initial weights (docs/papers/vapnev.md)."""
+
+
 def vapnev_rows(records: list) -> list:
     """The paper's question at each common epoch: VAPNEV (using z) against the flow without z."""
     ours = [r for r in records if r["model"].startswith("VAPNEV")]
@@ -282,11 +286,16 @@ def vapnev_rows(records: list) -> list:
         return hit[0] if hit else None
 
     a, b = value(ours, "bits_per_dim", True), value(flow, "bits_per_dim", True)
-    ea, eb = value(ours, "bits_per_dim"), value(flow, "bits_per_dim")
+    ea, eb = value(ours, "bits_per_dim"), value(flow, "bits_per_dim")  # all test images
     rate, kept = value(ours, "rate"), value(ours, "labels_kept")
-    ahead = b["value"] - a["value"]
-    verdict = ("reproduced" if ahead > 0.01 and kept["value"] > 0.5 else
-               "not reproduced" if epoch >= 5 else f"open at epoch {epoch}")
+    ahead, lead = b["value"] - a["value"], eb["value"] - ea["value"]
+    if lead <= 0 or kept["value"] <= 0.5:
+        verdict = "not reproduced" if epoch >= 5 else f"open at epoch {epoch}"
+    elif lead > SPREAD:
+        verdict = "reproduced (one seed)"
+    else:
+        verdict = (f"VAPNEV ahead by {lead:.3f} bits/dim (ELBO), within the {SPREAD} run-to-run "
+                   f"spread: one seed does not settle it")
     return [["MNIST: a VAPNEV that uses z beats the same flow without z at equal parameters "
              "and steps", "CIFAR-10: VAPNEV 2.8 < Real NVP 3.02 bits/dim (no MNIST number)",
              f"IWAE bits/dim {a['value']:.3f} (VAPNEV) vs {b['value']:.3f} (no z): VAPNEV "
@@ -297,7 +306,8 @@ def vapnev_rows(records: list) -> list:
              f"{eb['value']:.3f}",
              f"{epoch} epoch{'s' if epoch > 1 else ''} = {a['steps']:,} steps of 64 on "
              f"{a['train_images']:,} images, "
-             f"{a['train_minutes']:.0f} min", a["command"], verdict]]
+             f"{a['train_minutes']:.0f} (VAPNEV) and {b['train_minutes']:.0f} (no z) training "
+             "minutes on one loaded core each", a["command"], verdict]]
 
 
 def zhao_rows(records: list) -> list:
