@@ -112,13 +112,13 @@ def builders(c: Config, shape) -> dict:
             "flow": partial(FlowDensity, shape, flow_kwargs=dict(flow, hidden_channels=width))}
 
 
-def evenly(images, n: int):
-    """``n`` evenly spaced images (all for ``n = 0``): a split sorted by class stays balanced."""
+def evenly(total: int, n: int):
+    """Indices of ``n`` evenly spaced items of ``total`` (all for ``n = 0``): a split sorted
+    by class stays balanced."""
     import torch
 
-    if not n or n >= len(images):
-        return images
-    return images[(torch.arange(n) * len(images)) // n]
+    n = n if n and n < total else total
+    return (torch.arange(n) * total) // n
 
 
 def measure(model, c: Config, test, classifier) -> dict:
@@ -129,11 +129,11 @@ def measure(model, c: Config, test, classifier) -> dict:
     from flowvae.train import evaluate_elbo
 
     device = next(model.parameters()).device
-    images = evenly(test.images, c.eval_images)
+    images = test.images[evenly(len(test.images), c.eval_images)]
     row = {f"test_{k}": v for k, v in evaluate_elbo(model, images).items()}
     row["test_images"] = len(images)
     torch.manual_seed(c.seed + 1)
-    x = model.preprocess(evenly(test.images, c.iwae_images).to(device))
+    x = model.preprocess(test.images[evenly(len(test.images), c.iwae_images)].to(device))
     log_px = torch.cat([iwae_log_likelihood(model.model, model.guide, chunk,
                                             num_samples=c.iwae, chunk_size=min(c.iwae, 50))
                         for chunk in x.split(50)])
@@ -141,7 +141,7 @@ def measure(model, c: Config, test, classifier) -> dict:
                                               dequantized=not model.p_x.discrete))
     row["iwae_images"] = len(x)
     if hasattr(model, "reconstruct") and "test_rate_z" in row:
-        picked = (torch.arange(c.label_images) * len(test.images)) // c.label_images
+        picked = evenly(len(test.images), c.label_images)
         x = model.preprocess(test.images[picked].to(device))
         with torch.no_grad():
             recon = model.reconstruct(x, temperature=1.0, mean=False).cpu()
@@ -154,12 +154,10 @@ def measure(model, c: Config, test, classifier) -> dict:
 def train_classifier(c: Config, train, test):
     """Logistic regression on pixels / 255 of ``classifier_images`` training images, and its
     accuracy on all test originals (the ceiling of ``labels_kept``)."""
-    import torch
     from sklearn.linear_model import LogisticRegression
 
-    images = evenly(train.images, c.classifier_images)
-    labels = train.labels[(torch.arange(len(images)) * len(train.images)) // len(images)] \
-        if len(images) < len(train.images) else train.labels
+    picked = evenly(len(train.images), c.classifier_images)
+    images, labels = train.images[picked], train.labels[picked]
     flat = lambda t: t.reshape(len(t), -1).double().numpy() / 255  # noqa: E731
     classifier = LogisticRegression(max_iter=1000).fit(flat(images), labels.numpy())
     return classifier, float(classifier.score(flat(test.images), test.labels.numpy()))
